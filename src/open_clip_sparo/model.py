@@ -1,0 +1,269 @@
+"""SparoCLIP: OpenCLIP's CLIP with a SPARO read-out on each tower (spec section 3)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, is_dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+from open_clip.transformer import lock_text_tower
+
+from .checkpoint import check_state_dict
+from .config import SparoCfg
+from .embedding import SlotEmbedding
+from .output import SparoOutput
+from .readout import Sparo
+from .vision import SparoVisionTransformer
+
+# how OpenCLIP's text pool types find the end-of-text position the read-out stops at
+_EOS_POOL_TYPES = ("argmax", "eos", "last")
+
+
+class SparoCLIP(CLIP):
+    """CLIP whose image and text embeddings are SPARO embeddings of ``num_slots * slot_dim`` dims.
+
+    Built by OpenCLIP's factory for any model config that carries ``sparo_cfg``. The towers are
+    OpenCLIP's, ``reduce_depth`` blocks shorter; ``visual.sparo`` and ``text_sparo`` replace the
+    class-token / EOS pooling and the projections. Image slot ``l`` matches text slot ``l``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        vision_cfg: CLIPVisionCfg | dict[str, Any],
+        text_cfg: CLIPTextCfg | dict[str, Any],
+        sparo_cfg: SparoCfg | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        sparo = SparoCfg.from_dict(sparo_cfg)
+        vision = _as_cfg(CLIPVisionCfg, vision_cfg)
+        text = _as_cfg(CLIPTextCfg, text_cfg)
+        _validate(embed_dim, vision, text, sparo)
+        reduced_vision = replace(vision, layers=vision.layers - sparo.reduce_depth)
+        reduced_text = replace(text, layers=text.layers - sparo.reduce_depth, proj_type="none")
+        super().__init__(embed_dim, reduced_vision, reduced_text, **kwargs)
+        self.sparo_cfg = sparo
+        # the config this model was built from, as OpenCLIP's factory reads it (for saving)
+        self.model_cfg = {
+            "embed_dim": embed_dim,
+            "vision_cfg": _public_cfg(vision_cfg),
+            "text_cfg": _public_cfg(text_cfg),
+            "sparo_cfg": sparo.to_dict(),
+            **{k: v for k, v in kwargs.items() if k != "cast_dtype"},
+        }
+
+        vision_attn_dim = sparo.attn_dim or vision.head_width
+        text_attn_dim = sparo.attn_dim or text.width // text.heads
+        self.visual = SparoVisionTransformer.from_vit(
+            self.visual,
+            _build_readout(sparo, vision.width, vision_attn_dim),
+            SlotEmbedding(sparo.slot_repr, sparo.slot_weight),
+        )
+        self.text_sparo = _build_readout(
+            sparo, text.width, text_attn_dim, shared_queries=sparo.share_queries
+        )
+        self.text_slot_embedding = SlotEmbedding(sparo.slot_repr, sparo.slot_weight)
+
+    @property
+    def num_slots(self) -> int:
+        return self.sparo_cfg.num_slots
+
+    @property
+    def slot_dim(self) -> int:
+        return self.sparo_cfg.slot_dim
+
+    def _text_queries(self) -> torch.Tensor | None:
+        return self.visual.sparo.queries if self.sparo_cfg.share_queries else None
+
+    def encode_image_slots(self, image: torch.Tensor) -> SparoOutput:
+        """Images -> weighted slots ``(B, L, V)`` and attention ``(B, L, 1 + HW)``."""
+        return self.visual.forward_slots(image)
+
+    def text_read_out(self, tokens: torch.Tensor, text: torch.Tensor) -> SparoOutput:
+        """Text tokens after ``ln_final`` ``(B, N, width)`` -> :class:`SparoOutput`; the
+        read-out sees positions 0..EOS."""
+        positions = torch.arange(text.shape[1], device=text.device)
+        padding = positions[None, :] > self.eos_positions(text)[:, None]  # (B, N)
+        slots, attn = self.text_sparo(tokens, padding, queries=self._text_queries())
+        return SparoOutput(self.text_slot_embedding(slots), attn)
+
+    def eos_positions(self, text: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` position of the end-of-text token, found as OpenCLIP's text pooling finds it."""
+        if self.text_pool_type == "argmax":
+            return text.argmax(dim=-1)
+        if self.text_pool_type == "eos":
+            return (text == self.text_eos_id).int().argmax(dim=-1)
+        return torch.full_like(text[:, 0], text.shape[1] - 1)
+
+    def _text_tokens(self, text: torch.Tensor) -> torch.Tensor:
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(text).to(cast_dtype)  # (B, N, width)
+        return x + self.positional_embedding.to(cast_dtype)
+
+    def encode_text_slots(self, text: torch.Tensor) -> SparoOutput:
+        """Token ids -> weighted slots ``(B, L, V)`` and attention ``(B, L, N)``, 0 after EOS."""
+        x = self.transformer(self._text_tokens(text), attn_mask=self.attn_mask)
+        return self.text_read_out(self.ln_final(x), text)
+
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.encode_image_slots(image).slots.flatten(1)  # (B, L * V)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.encode_text_slots(text).slots.flatten(1)  # (B, L * V)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def forward_intermediates(
+        self,
+        image: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        image_indices: int | list[int] | None = None,
+        text_indices: int | list[int] | None = None,
+        stop_early: bool = False,
+        normalize: bool = True,
+        normalize_intermediates: bool = False,
+        intermediates_only: bool = False,
+        image_output_fmt: str = "NCHW",
+        image_output_extra_tokens: bool = False,
+        text_output_fmt: str = "NLC",
+        text_output_extra_tokens: bool = False,
+        output_logits: bool = False,
+        output_logit_scale_bias: bool = False,
+    ) -> dict[str, Any]:
+        """As OpenCLIP's, with the text features read out by SPARO."""
+        output = super().forward_intermediates(
+            image,
+            None,
+            image_indices=image_indices,
+            stop_early=stop_early,
+            normalize=normalize,
+            normalize_intermediates=normalize_intermediates,
+            intermediates_only=intermediates_only,
+            image_output_fmt=image_output_fmt,
+            image_output_extra_tokens=image_output_extra_tokens,
+        )
+        if text is not None:
+            x, intermediates = self.transformer.forward_intermediates(
+                self._text_tokens(text),
+                attn_mask=self.attn_mask,
+                indices=text_indices,
+                stop_early=stop_early,
+            )
+            if normalize_intermediates:
+                intermediates = [self.ln_final(xi) for xi in intermediates]
+            output["text_intermediates"] = intermediates
+            if not intermediates_only:
+                features = self.text_read_out(self.ln_final(x), text).slots.flatten(1)
+                output["text_features"] = F.normalize(features, dim=-1) if normalize else features
+        if intermediates_only:
+            return output
+        if output_logits:
+            if image is None or text is None:
+                raise ValueError("output_logits needs both image and text.")
+            logits = self.logit_scale.exp() * output["image_features"] @ output["text_features"].T
+            if self.logit_bias is not None:
+                logits = logits + self.logit_bias
+            output["image_logits"], output["text_logits"] = logits, logits.T
+        if output_logit_scale_bias:
+            output["logit_scale"] = self.logit_scale.exp()
+            if self.logit_bias is not None:
+                output["logit_bias"] = self.logit_bias
+        return output
+
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        """Freeze the text tower, read-out included; ``unlocked_layers`` counts the read-out as
+        the last group (where OpenCLIP counts ``text_projection``)."""
+        if not freeze_layer_norm:
+            raise ValueError("unfreezing LayerNorm is not supported (as in OpenCLIP's CLIP).")
+        lock_text_tower(self, max(unlocked_layers - 1, 0))
+        self.text_sparo.requires_grad_(unlocked_layers > 0)
+
+    def no_weight_decay(self) -> set[str]:
+        names = set(super().no_weight_decay())
+        if self.text_sparo.queries is not None:
+            names.add("text_sparo.queries")
+        return names
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: ANN001, ANN201
+        if strict:
+            check_state_dict(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _build_readout(
+    sparo: SparoCfg, width: int, attn_dim: int, shared_queries: bool = False
+) -> Sparo:
+    return Sparo(
+        width=width,
+        num_slots=sparo.num_slots,
+        out_dim=sparo.readout_dim,
+        attn_dim=attn_dim,
+        value_dim=sparo.value_dim,
+        num_heads=sparo.num_heads,
+        share_kv=sparo.share_kv,
+        shared_queries=shared_queries,
+    )
+
+
+def _as_cfg(cls: type, cfg: Any) -> Any:
+    return cls(**cfg) if isinstance(cfg, dict) else cfg
+
+
+def _public_cfg(cfg: Any) -> dict[str, Any]:
+    return copy.deepcopy(asdict(cfg) if is_dataclass(cfg) else cfg)
+
+
+def _validate(
+    embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg
+) -> None:
+    """Checks that need the towers; ``SparoCfg`` checks its own values."""
+    if embed_dim != sparo.embed_dim:
+        raise ValueError(
+            f"embed_dim={embed_dim} must equal sparo_cfg.num_slots * sparo_cfg.slot_dim = "
+            f"{sparo.num_slots} * {sparo.slot_dim} = {sparo.embed_dim}; set embed_dim to "
+            f"{sparo.embed_dim} or change the slot sizes."
+        )
+    if vision.timm_model_name or not isinstance(vision.layers, int):
+        raise ValueError(
+            "SPARO needs OpenCLIP's ViT vision tower; remove vision_cfg.timm_model_name and give "
+            "vision_cfg.layers as one integer."
+        )
+    if text.hf_model_name:
+        raise ValueError(
+            "SPARO needs OpenCLIP's own text transformer; remove text_cfg.hf_model_name."
+        )
+    if text.no_causal_mask or text.embed_cls:
+        raise ValueError(
+            "SPARO needs the causal text transformer without a class token; remove "
+            "text_cfg.no_causal_mask and text_cfg.embed_cls."
+        )
+    if text.pool_type not in _EOS_POOL_TYPES:
+        raise ValueError(
+            f"text_cfg.pool_type={text.pool_type!r} does not locate an end-of-text token; "
+            f"use one of {list(_EOS_POOL_TYPES)}."
+        )
+    for tower, layers in (("vision_cfg", vision.layers), ("text_cfg", text.layers)):
+        if sparo.reduce_depth >= layers:
+            raise ValueError(
+                f"sparo_cfg.reduce_depth={sparo.reduce_depth} must be below {tower}.layers="
+                f"{layers}; lower reduce_depth."
+            )
+    vision_attn_dim = sparo.attn_dim or vision.head_width
+    text_attn_dim = sparo.attn_dim or text.width // text.heads
+    if sparo.share_queries and vision_attn_dim != text_attn_dim:
+        raise ValueError(
+            f"sparo_cfg.share_queries needs one attn_dim for both towers, but they default to "
+            f"{vision_attn_dim} (vision) and {text_attn_dim} (text); set sparo_cfg.attn_dim."
+        )
+    for name, value_dim, attn_dim in (
+        ("vision", sparo.value_dim, vision_attn_dim),
+        ("text", sparo.value_dim, text_attn_dim),
+    ):
+        if sparo.share_kv and value_dim is not None and value_dim != attn_dim:
+            raise ValueError(
+                f"sparo_cfg.value_dim={value_dim} differs from the {name} attn_dim={attn_dim} "
+                "while share_kv=true; set share_kv to false or drop value_dim."
+            )

@@ -1,0 +1,92 @@
+"""Registration with OpenCLIP's factory: the ``sparo-*`` configs and the model-class hook.
+
+OpenCLIP has no plugin mechanism. ``create_model`` looks the names ``CLIP``, ``CustomTextCLIP``
+and ``CoCa`` up in ``open_clip.factory`` when it runs, and passes every config key to the
+constructor. Replacing ``open_clip.factory.CLIP`` with a dispatcher that builds ``SparoCLIP`` for
+configs with a ``sparo_cfg`` reaches every entry point, including callers that imported the
+factory functions earlier (``open_clip_train`` does).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import open_clip
+from open_clip import factory
+
+from .model import SparoCLIP
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+_HOOKED_NAMES = ("CLIP", "CustomTextCLIP", "CoCa")
+_MARK = "__sparo_dispatch__"
+
+
+def register() -> None:
+    """Register the configs and install the factory hook; safe to call any number of times."""
+    _check_factory_shape()
+    _install_hooks()
+    _register_configs()
+
+
+def _check_factory_shape() -> None:
+    missing = [
+        name
+        for name in _HOOKED_NAMES
+        if name not in factory.create_model.__code__.co_names or not hasattr(factory, name)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"open_clip {open_clip.__version__} no longer builds models through "
+            f"open_clip.factory.{'/'.join(missing)}, so open_clip_sparo cannot hook into its "
+            "factory; install the open_clip_torch version pinned in requirements.txt (3.3.0)."
+        )
+
+
+def _install_hooks() -> None:
+    if not getattr(factory.CLIP, _MARK, False):
+        factory.CLIP = _dispatch(factory.CLIP)
+    for name in ("CustomTextCLIP", "CoCa"):
+        if not getattr(getattr(factory, name), _MARK, False):
+            setattr(factory, name, _reject_sparo(getattr(factory, name)))
+
+
+def _dispatch(original: type) -> Callable[..., Any]:
+    @functools.wraps(original, updated=())
+    def build(*args: Any, **kwargs: Any) -> Any:
+        if "sparo_cfg" in kwargs:
+            return SparoCLIP(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    setattr(build, _MARK, True)
+    return build
+
+
+def _reject_sparo(original: type) -> Callable[..., Any]:
+    @functools.wraps(original, updated=())
+    def build(*args: Any, **kwargs: Any) -> Any:
+        if "sparo_cfg" in kwargs:
+            raise ValueError(
+                f"a SPARO config reached OpenCLIP's {original.__name__} route; SPARO models use "
+                "OpenCLIP's own text transformer: remove `custom_text`, `hf_model_name` or "
+                "`multimodal_cfg` from the config and do not pass force_custom_text=True."
+            )
+        return original(*args, **kwargs)
+
+    setattr(build, _MARK, True)
+    return build
+
+
+def _register_configs() -> None:
+    if CONFIG_DIR in factory._MODEL_CONFIG_PATHS:
+        return
+    ours = {p.stem for p in CONFIG_DIR.glob("*.json")}
+    clashes = sorted(ours & set(open_clip.list_models()))
+    if clashes:
+        logging.warning(
+            "open_clip_sparo's configs %s replace OpenCLIP configs of the same name.", clashes
+        )
+    open_clip.add_model_config(CONFIG_DIR)
