@@ -18,15 +18,15 @@ from .vision import SparoVisionTransformer
 
 __version__ = "0.1.0"
 __all__ = [
+    "SlotEmbedding",
     "Sparo",
     "SparoCLIP",
     "SparoCfg",
     "SparoOutput",
     "SparoVisionTransformer",
-    "SlotEmbedding",
+    "register",
     "save_pretrained",
     "select_slots",
-    "register",
 ]
 
 register()

@@ -45,7 +45,8 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
             "the checkpoint was trained with other sizes than this model "
             f"(checkpoint {readout_sizes(state_dict)}, model {readout_sizes(own)}); "
             "build the model with the checkpoint's sparo_cfg (or its run's model config). "
-            "Mismatched tensors: " + "; ".join(mismatched[:8])
+            "Mismatched tensors: "
+            + "; ".join(mismatched[:8])
             + (f"; and {len(mismatched) - 8} more" if len(mismatched) > 8 else "")
         )
 
@@ -92,4 +93,3 @@ def save_pretrained(model: SparoCLIP, directory: str | Path, overwrite: bool = F
     tmp_config.write_text(json.dumps(config, indent=2))
     tmp_config.replace(directory / CONFIG_NAME)
     return directory
-

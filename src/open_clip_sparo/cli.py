@@ -8,7 +8,10 @@ import sys
 
 # subcommand -> (module with a `main(argv) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "eval": ("open_clip_sparo.evaluation", "CLIP_benchmark evaluation, optionally on a slot subset"),
+    "eval": (
+        "open_clip_sparo.evaluation",
+        "CLIP_benchmark evaluation, optionally on a slot subset",
+    ),
     "select": ("open_clip_sparo.concept_selection", "choose slots that improve a task"),
     "visualize": ("open_clip_sparo.visualize", "per-slot attention pictures for images+captions"),
     "export": ("open_clip_sparo.export", "checkpoint or run folder -> OpenCLIP local-dir"),
@@ -19,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: sparo <command> [arguments]\n\ncommands:\n" + "\n".join(lines) + (
-        "\n\n`sparo <command> --help` describes a command's arguments."
+    return (
+        "usage: sparo <command> [arguments]\n\ncommands:\n"
+        + "\n".join(lines)
+        + ("\n\n`sparo <command> --help` describes a command's arguments.")
     )
 
 

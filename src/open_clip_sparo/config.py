@@ -58,13 +58,16 @@ class SparoCfg:
                 f"num_slots={self.num_slots}; choose num_heads among the divisors of num_slots "
                 f"{_divisors(self.num_slots)} (or null for one head per slot)."
             )
-        if self.share_kv and None not in (self.value_dim, self.attn_dim):
-            if self.value_dim != self.attn_dim:
-                raise ValueError(
-                    f"sparo_cfg.value_dim={self.value_dim} differs from attn_dim={self.attn_dim}, "
-                    "but share_kv=true uses the keys as values; set share_kv to false or make "
-                    "value_dim equal attn_dim."
-                )
+        if (
+            self.share_kv
+            and None not in (self.value_dim, self.attn_dim)
+            and self.value_dim != self.attn_dim
+        ):
+            raise ValueError(
+                f"sparo_cfg.value_dim={self.value_dim} differs from attn_dim={self.attn_dim}, "
+                "but share_kv=true uses the keys as values; set share_kv to false or make "
+                "value_dim equal attn_dim."
+            )
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | SparoCfg | None) -> SparoCfg:
@@ -96,9 +99,7 @@ class SparoCfg:
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"sparo_cfg.{name} must be an integer >= {minimum}, got {value!r}."
-        )
+        raise ValueError(f"sparo_cfg.{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def _divisors(n: int) -> list[int]:

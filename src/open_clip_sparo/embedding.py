@@ -1,4 +1,4 @@
-"""From read-out slots to the SPARO embedding: slot representation and weighting (spec section 2)."""
+"""From read-out slots to the SPARO embedding: slot representations and weights."""
 
 from __future__ import annotations
 

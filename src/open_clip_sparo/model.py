@@ -187,7 +187,7 @@ class SparoCLIP(CLIP):
             names.add("text_sparo.queries")
         return names
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: ANN001, ANN201
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         if strict:
             check_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
@@ -216,9 +216,7 @@ def _public_cfg(cfg: Any) -> dict[str, Any]:
     return copy.deepcopy(asdict(cfg) if is_dataclass(cfg) else cfg)
 
 
-def _validate(
-    embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg
-) -> None:
+def _validate(embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg) -> None:
     """Checks that need the towers; ``SparoCfg`` checks its own values."""
     if embed_dim != sparo.embed_dim:
         raise ValueError(

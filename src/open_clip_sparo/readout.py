@@ -1,4 +1,4 @@
-"""The SPARO read-out: one single-head attention per slot over all output tokens (spec section 1)."""
+"""The SPARO read-out: one single-head attention per slot over all output tokens."""
 
 from __future__ import annotations
 

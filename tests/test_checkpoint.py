@@ -1,0 +1,71 @@
+import json
+
+import open_clip
+import pytest
+import torch
+
+from open_clip_sparo import save_pretrained
+
+TINY = "sparo-ViT-Ti-8-64"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return open_clip.create_model(TINY)
+
+
+def test_openclip_train_checkpoint_loads_through_pretrained(model, tmp_path):
+    path = tmp_path / "epoch_1.pt"
+    state = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, path)
+    loaded = open_clip.create_model(TINY, pretrained=str(path))
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded.encode_image(images), model.encode_image(images))
+
+
+def test_local_dir_round_trip(model, tmp_path):
+    model.text_sparo.out.bias.data.fill_(0.25)  # a non-default value must survive the trip
+    save_pretrained(model, tmp_path / "export")
+    config = json.loads((tmp_path / "export" / "open_clip_config.json").read_text())
+    assert config["model_cfg"]["sparo_cfg"]["num_slots"] == 16
+    loaded = open_clip.create_model(f"local-dir:{tmp_path / 'export'}")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{tmp_path / 'export'}")
+    assert tokenizer(["hi"]).shape == (1, 32)
+
+
+def test_shared_queries_save_with_safetensors(tmp_path):
+    model = open_clip.create_model(
+        TINY, sparo_cfg={"num_slots": 16, "slot_dim": 16, "share_queries": True}
+    )
+    save_pretrained(model, tmp_path)
+    loaded = open_clip.create_model(f"local-dir:{tmp_path}")
+    assert loaded.sparo_cfg.share_queries and loaded.text_sparo.queries is None
+    torch.testing.assert_close(loaded.visual.sparo.queries, model.visual.sparo.queries)
+
+
+def test_save_never_overwrites(model, tmp_path):
+    save_pretrained(model, tmp_path)
+    before = (tmp_path / "open_clip_model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_pretrained(model, tmp_path)
+    assert (tmp_path / "open_clip_model.safetensors").read_bytes() == before
+    save_pretrained(model, tmp_path, overwrite=True)
+
+
+def test_plain_clip_checkpoint_points_to_init_from_clip(tmp_path):
+    path = tmp_path / "clip.pt"
+    torch.save({"state_dict": open_clip.create_model("ViT-Ti-8-64").state_dict()}, path)
+    with pytest.raises(ValueError, match="init-from-clip"):
+        open_clip.create_model(TINY, pretrained=str(path))
+
+
+def test_other_sizes_are_named(model, tmp_path):
+    path = tmp_path / "small.pt"
+    other = open_clip.create_model(TINY, embed_dim=128, sparo_cfg={"num_slots": 8, "slot_dim": 16})
+    torch.save({"state_dict": other.state_dict()}, path)
+    with pytest.raises(ValueError, match="num_slots=8") as err:
+        open_clip.create_model(TINY, pretrained=str(path))
+    assert err.match("num_slots=16") and err.match("visual.sparo.queries")

@@ -1,0 +1,54 @@
+import json
+
+import open_clip
+import pytest
+from open_clip import factory
+
+import open_clip_sparo
+from open_clip_sparo import SparoCLIP, registry
+
+SHIPPED = ["sparo-ViT-B-32", "sparo-ViT-B-16", "sparo-ViT-L-14", "sparo-ViT-Ti-8-64", "ViT-Ti-8-64"]
+
+
+def test_configs_are_listed_and_well_formed():
+    assert set(SHIPPED) <= set(open_clip.list_models())
+    for name in SHIPPED:
+        assert "coca" not in name.lower() and "siglip" not in name.lower() and "ViT" in name
+    for path in registry.CONFIG_DIR.glob("sparo-*.json"):
+        cfg = json.loads(path.read_text())
+        sparo = cfg["sparo_cfg"]
+        assert cfg["embed_dim"] == sparo["num_slots"] * sparo["slot_dim"], path.name
+        baseline = open_clip.get_model_config(path.stem.removeprefix("sparo-"))
+        assert (
+            cfg["vision_cfg"] == baseline["vision_cfg"] and cfg["text_cfg"] == baseline["text_cfg"]
+        )
+    for name in ("sparo-ViT-B-32", "sparo-ViT-B-16", "sparo-ViT-L-14"):
+        sparo = open_clip.get_model_config(name)["sparo_cfg"]
+        assert (sparo["num_slots"], sparo["slot_dim"]) == (64, 64)
+
+
+def test_register_is_idempotent():
+    hook, paths = factory.CLIP, list(factory._MODEL_CONFIG_PATHS)
+    open_clip_sparo.register()
+    open_clip_sparo.register()
+    assert factory.CLIP is hook and factory._MODEL_CONFIG_PATHS == paths
+
+
+def test_factory_builds_sparo_only_for_sparo_configs():
+    model, _, preprocess = open_clip.create_model_and_transforms("sparo-ViT-Ti-8-64")
+    assert type(model) is SparoCLIP
+    assert preprocess.transforms[0].size == 64
+    assert type(open_clip.create_model("ViT-Ti-8-64")) is open_clip.CLIP
+    tokenizer = open_clip.get_tokenizer("sparo-ViT-Ti-8-64")
+    assert tokenizer(["a red square"]).shape == (1, 32)
+
+
+def test_custom_text_route_is_refused():
+    with pytest.raises(ValueError, match="custom_text"):
+        open_clip.create_model("sparo-ViT-Ti-8-64", force_custom_text=True)
+
+
+def test_a_changed_factory_is_reported(monkeypatch):
+    monkeypatch.delattr(factory, "CoCa")
+    with pytest.raises(RuntimeError, match="pinned"):
+        open_clip_sparo.register()

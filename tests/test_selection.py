@@ -1,0 +1,63 @@
+import open_clip
+import pytest
+import torch
+
+from open_clip_sparo import select_slots
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return open_clip.create_model("sparo-ViT-Ti-8-64")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    text = open_clip.get_tokenizer("sparo-ViT-Ti-8-64")(["a red square", "a blue circle"])
+    return torch.randn(2, 3, 64, 64), text
+
+
+def test_selection_zeroes_other_slots_and_keeps_unit_norm(model, inputs):
+    images, text = inputs
+    chosen = [3, 7, 11]
+    with select_slots(model, chosen):
+        image_slots = model.encode_image_slots(images).slots
+        text_features = model.encode_text(text)
+        features = model(images, text)[0]
+    others = [i for i in range(16) if i not in chosen]
+    assert (image_slots[:, others] == 0).all()
+    torch.testing.assert_close(text_features.norm(dim=-1), torch.ones(2))
+    assert features.shape == (2, 256)
+
+
+def test_similarity_is_mean_of_selected_cosines(model, inputs):
+    images, text = inputs
+    image_slots = model.encode_image_slots(images).slots
+    text_slots = model.encode_text_slots(text).slots
+    cosines = torch.nn.functional.cosine_similarity(image_slots, text_slots, dim=-1)
+    with select_slots(model, [5, 0]):
+        similarity = (model.encode_image(images) * model.encode_text(text)).sum(-1)
+    torch.testing.assert_close(similarity, cosines[:, [0, 5]].mean(-1))
+
+
+def test_all_slots_equal_no_selection_and_state_is_restored(model, inputs):
+    images, _ = inputs
+    plain = model.encode_image(images)
+    with select_slots(model, range(16)):
+        torch.testing.assert_close(model.encode_image(images), plain)
+    with select_slots(model, [1]), select_slots(model, [2]):
+        pass
+    torch.testing.assert_close(model.encode_image(images), plain)
+    with pytest.raises(RuntimeError), select_slots(model, [1]):
+        raise RuntimeError
+    torch.testing.assert_close(model.encode_image(images), plain)
+
+
+def test_bad_selections_are_rejected(model):
+    with pytest.raises(ValueError, match="out of range"), select_slots(model, [16]):
+        pass
+    with (
+        pytest.raises(ValueError, match="no SPARO slots"),
+        select_slots(torch.nn.Linear(2, 2), [0]),
+    ):
+        pass
