@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("open_clip_sparo.visualize", "per-slot attention pictures for images+captions"),
     "export": ("open_clip_sparo.export", "checkpoint or run folder -> OpenCLIP local-dir"),
     "init-from-clip": ("open_clip_sparo.conversion", "plain OpenCLIP checkpoint -> SPARO start"),
+    "generate": ("open_clip_sparo.generate", "write the synthetic world's shards and eval sets"),
 }
 
 
@@ -40,4 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     module = importlib.import_module(COMMANDS[command][0])
-    return module.main(rest)
+    try:
+        return module.main(rest)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"sparo {command}: error: {error}", file=sys.stderr)
+        return 1
