@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 # parameters a plain CLIP checkpoint has and a SPARO model never has
-_PLAIN_CLIP_KEYS = ("text_projection", "visual.proj")
-_READOUTS = ("visual.sparo.", "text_sparo.")
+PLAIN_CLIP_KEYS = ("text_projection", "visual.proj")
+READOUT_PREFIXES = ("visual.sparo.", "text_sparo.")
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -26,8 +26,8 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     Catches the two mistakes PyTorch reports only as long key lists: a plain OpenCLIP
     checkpoint given to a SPARO model, and a SPARO checkpoint of other sizes.
     """
-    has_readout = any(k.startswith(_READOUTS) for k in state_dict)
-    if not has_readout and any(k in state_dict for k in _PLAIN_CLIP_KEYS):
+    has_readout = any(k.startswith(READOUT_PREFIXES) for k in state_dict)
+    if not has_readout and any(k in state_dict for k in PLAIN_CLIP_KEYS):
         raise ValueError(
             "this is a plain OpenCLIP checkpoint (it has projections and no SPARO read-outs), so "
             "it cannot be loaded into a SPARO model directly. Start from it with "
@@ -54,7 +54,7 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
 def readout_sizes(state_dict: Mapping[str, torch.Tensor]) -> str:
     """The read-out sizes a state dict implies, for error messages."""
     parts = []
-    for prefix in _READOUTS:
+    for prefix in READOUT_PREFIXES:
         queries = state_dict.get(prefix + "queries")
         out = state_dict.get(prefix + "out.weight")
         key = state_dict.get(prefix + "key.weight")

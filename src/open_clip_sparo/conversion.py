@@ -1,0 +1,208 @@
+"""Starting a SPARO model from a plain OpenCLIP CLIP checkpoint of its baseline (init-from-clip).
+
+``sparo-X`` keeps ``X``'s embeddings, norms, logit scale and the first ``layers - reduce_depth``
+blocks of each tower. Those tensors are copied; the removed blocks and the projections
+(``visual.proj``, ``text_projection``) have no place in SPARO and are dropped; the read-outs
+start fresh. The command line writes the result as a checkpoint OpenCLIP's ``pretrained=``
+accepts::
+
+    sparo init-from-clip --model sparo-ViT-B-16 --clip-checkpoint clip.pt --out merged.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.factory import load_state_dict
+
+from .checkpoint import PLAIN_CLIP_KEYS, READOUT_PREFIXES
+from .model import SparoCLIP
+
+# block key prefix of each tower, as in the model config's "<tower>_cfg"
+_BLOCK_PREFIXES = {"vision": "visual.transformer.resblocks.", "text": "transformer.resblocks."}
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What :func:`init_from_clip` did with each tensor: names and shapes, in model order."""
+
+    copied: dict[str, tuple[int, ...]]
+    dropped: dict[str, tuple[int, ...]]
+    new: dict[str, tuple[int, ...]]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.copied)} tensors copied from the CLIP checkpoint, "
+            f"{len(self.dropped)} dropped, {len(self.new)} new (SPARO read-outs, freshly "
+            "initialised)"
+        )
+
+    def table(self) -> str:
+        """One row per tensor: status, name, shape."""
+        rows = [
+            (status, name, "x".join(map(str, shape)) or "scalar")
+            for status, tensors in (
+                ("copied", self.copied),
+                ("dropped", self.dropped),
+                ("new", self.new),
+            )
+            for name, shape in tensors.items()
+        ]
+        width = max(len(name) for _, name, _ in rows)
+        lines = [f"{status:<8}{name:<{width}}  {shape}" for status, name, shape in rows]
+        return "\n".join([self.summary(), f"{'status':<8}{'tensor':<{width}}  shape", *lines])
+
+
+def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A CLIP state dict from any file OpenCLIP's ``pretrained=`` reads (``.pt``/``.bin``,
+    ``.safetensors``, open_clip_train checkpoints with ``module.`` keys)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"CLIP checkpoint {str(path)!r} does not exist; give the path of a plain OpenCLIP "
+            "checkpoint of the model's baseline (e.g. ViT-B-16 for sparo-ViT-B-16)."
+        )
+    return load_state_dict(str(path))
+
+
+def init_from_clip(
+    model: SparoCLIP, clip_state_dict: Mapping[str, torch.Tensor]
+) -> ConversionReport:
+    """Copy the baseline's tensors from ``clip_state_dict`` into ``model`` in place.
+
+    Raises ``ValueError`` naming the problem when the checkpoint is not a plain OpenCLIP CLIP
+    checkpoint of ``model``'s baseline (same sizes, ``layers`` blocks per tower).
+    """
+    if not isinstance(model, SparoCLIP):
+        raise ValueError(
+            f"init-from-clip builds SPARO models, got {type(model).__name__}; use a sparo-* model."
+        )
+    if any(key.startswith(READOUT_PREFIXES) for key in clip_state_dict):
+        raise ValueError(
+            "the checkpoint already has SPARO read-outs; load it directly (--pretrained) "
+            "instead of converting it."
+        )
+    kept_blocks = _check_block_counts(model, clip_state_dict)
+    target = model.state_dict()
+
+    copied, dropped, mismatched, unexpected = {}, {}, [], []
+    for key, tensor in clip_state_dict.items():
+        shape = tuple(tensor.shape)
+        if key in target:
+            if shape == tuple(target[key].shape):
+                copied[key] = shape
+            else:
+                mismatched.append(f"{key}: checkpoint {shape} vs model {tuple(target[key].shape)}")
+        elif key in PLAIN_CLIP_KEYS or _removed_block(key, kept_blocks):
+            dropped[key] = shape
+        else:
+            unexpected.append(key)
+    new = {k: tuple(v.shape) for k, v in target.items() if k not in clip_state_dict}
+    missing = [k for k in new if not k.startswith(READOUT_PREFIXES)]
+    problems = [
+        ("tensors of other shapes", mismatched),
+        ("tensors a CLIP model of this baseline does not have", unexpected),
+        ("missing tensors", missing),
+    ]
+    found = [f"{what}: {_first(names)}" for what, names in problems if names]
+    if found:
+        raise ValueError(
+            "the checkpoint is not a plain OpenCLIP CLIP checkpoint of this model's baseline ("
+            + "; ".join(found)
+            + "). Give the checkpoint of the model sparo-X was derived from (X), trained with "
+            "the same sizes."
+        )
+    with torch.no_grad():
+        for key in copied:
+            target[key].copy_(clip_state_dict[key])
+    ordered_copied = {k: copied[k] for k in target if k in copied}
+    return ConversionReport(ordered_copied, dropped, new)
+
+
+def _check_block_counts(model: SparoCLIP, state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Blocks each tower keeps; checks the checkpoint has the baseline's ``layers`` blocks."""
+    kept = {}
+    for tower, prefix in _BLOCK_PREFIXES.items():
+        baseline_layers = model.model_cfg[f"{tower}_cfg"]["layers"]
+        pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+        indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
+        if len(indices) != baseline_layers:
+            raise ValueError(
+                f"the checkpoint's {tower} tower has {len(indices)} blocks, but this model's "
+                f"baseline has {tower}_cfg.layers={baseline_layers}; give a checkpoint of the "
+                "baseline with the same number of layers."
+            )
+        kept[prefix] = baseline_layers - model.sparo_cfg.reduce_depth
+    return kept
+
+
+def _removed_block(key: str, kept_blocks: Mapping[str, int]) -> bool:
+    for prefix, kept in kept_blocks.items():
+        if key.startswith(prefix) and int(key[len(prefix) :].split(".", 1)[0]) >= kept:
+            return True
+    return False
+
+
+def _first(names: list[str], limit: int = 6) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write ``state_dict`` to a new file (``.safetensors`` by suffix, else ``torch.save``);
+    fails if ``path`` exists."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    with open(path, "xb") as f:  # "x": never replace an existing file
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
+
+            f.write(save(tensors))
+        else:
+            torch.save(tensors, f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sparo init-from-clip``: write a SPARO checkpoint started from a plain CLIP one."""
+    parser = argparse.ArgumentParser(
+        prog="sparo init-from-clip",
+        description="Convert a plain OpenCLIP CLIP checkpoint into the starting checkpoint of its "
+        "SPARO twin (backbone copied, removed blocks and projections dropped, read-outs fresh).",
+    )
+    parser.add_argument("--model", required=True, help="SPARO model name, e.g. sparo-ViT-B-16")
+    parser.add_argument(
+        "--clip-checkpoint", required=True, help="plain OpenCLIP checkpoint of the baseline"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="new checkpoint file (.pt, or .safetensors); for OpenCLIP's --pretrained",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fresh read-outs")
+    args = parser.parse_args(argv)
+
+    if args.out.exists():
+        parser.error(f"{args.out} already exists; choose another --out (nothing was written).")
+    if args.model not in open_clip.list_models():
+        parser.error(
+            f"unknown model {args.model!r}; choose a sparo-* name from open_clip.list_models()."
+        )
+    torch.manual_seed(args.seed)
+    model = open_clip.create_model(args.model)
+    try:
+        report = init_from_clip(model, load_clip_state_dict(args.clip_checkpoint))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
+        return 1
+    save_state_dict(model.state_dict(), args.out)
+    print(report.table())
+    print(
+        f"wrote {args.out}; train or evaluate it with --model {args.model} --pretrained {args.out}"
+    )
+    return 0

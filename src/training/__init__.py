@@ -1,0 +1,5 @@
+"""SPARO training through OpenCLIP's own loop: ``torchrun -m training.main -- <arguments>``.
+
+``training.main`` adds the SPARO flags, applies the fixes the pinned stack needs and hands over
+to ``open_clip_train.main.main``; everything else is open_clip_train's.
+"""

@@ -1,0 +1,199 @@
+"""The SPARO side of one open_clip_train run.
+
+open_clip_train has no extension points, so :class:`SparoRun` replaces, for the duration of the
+run, names that ``open_clip_train.main`` looks up when it calls them:
+
+- ``parse_args``: keeps the run's ``args`` (open_clip_train later fills in the run name, rank and
+  resume checkpoint on that same object) and installs the ``--model-kwargs`` config;
+- ``create_model_and_transforms``: right after OpenCLIP builds the model, before DDP, the
+  optimizer and ``--resume``: ``--max-params``, ``--init-from-clip``, the run folder's model
+  config and the ``--log-slot-stats`` hooks;
+- ``train_one_epoch`` (with ``--log-slot-stats``): tells the statistics which epoch runs and hands
+  them open_clip_train's TensorBoard writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import open_clip_train.main
+import open_clip_train.params
+import open_clip_train.train
+from open_clip import factory
+from open_clip_train.distributed import broadcast_object, is_master
+from torch import nn
+
+from open_clip_sparo import SparoCLIP
+from open_clip_sparo.conversion import init_from_clip, load_clip_state_dict
+
+from .model_config import merged_model_config
+from .patching import patched
+from .run_config import run_config, write_run_config
+from .slot_stats import SlotStatsLogger
+
+
+@dataclass(frozen=True)
+class SparoOptions:
+    """The SPARO flags of a run (``None``: flag not given)."""
+
+    max_params: int | None = None
+    model_kwargs: dict[str, Any] | None = None
+    init_from_clip: Path | None = None
+    log_slot_stats: int | None = None
+
+
+class SparoRunError(RuntimeError):
+    """A SPARO flag stops the run; the message says why and what to do."""
+
+
+class SparoRun:
+    """Applies :class:`SparoOptions` to the open_clip_train run inside :meth:`hooks`."""
+
+    def __init__(self, options: SparoOptions) -> None:
+        self.options = options
+        self.args: Any = None  # open_clip_train's argparse namespace, once parsed
+        self.slot_stats: SlotStatsLogger | None = None
+        self._stack = ExitStack()
+
+    @contextmanager
+    def hooks(self) -> Iterator[None]:
+        with self._stack:
+            main = open_clip_train.main
+            self._stack.enter_context(patched(main, "parse_args", self._parse_args))
+            self._stack.enter_context(
+                patched(main, "create_model_and_transforms", self._create_model_and_transforms)
+            )
+            if self.options.log_slot_stats:
+                self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
+            try:
+                yield
+            finally:
+                if self.slot_stats is not None:
+                    self.slot_stats.remove()
+
+    def _parse_args(self, argv: list[str]) -> Any:
+        args = open_clip_train.params.parse_args(argv)
+        if self.options.init_from_clip is not None:
+            if args.pretrained:
+                raise SparoRunError(
+                    "--init-from-clip and --pretrained both give starting weights; use one "
+                    "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
+                )
+            if not self.options.init_from_clip.is_file():
+                raise SparoRunError(
+                    f"--init-from-clip {self.options.init_from_clip}: no such file; give a plain "
+                    "OpenCLIP checkpoint of the model's baseline."
+                )
+        if self.options.model_kwargs:
+            try:
+                self._stack.enter_context(
+                    merged_model_config(args.model, self.options.model_kwargs)
+                )
+            except ValueError as error:
+                raise SparoRunError(str(error)) from error
+        self.args = args
+        return args
+
+    def _create_model_and_transforms(self, model_name: str, *args: Any, **kwargs: Any) -> Any:
+        built = open_clip.create_model_and_transforms(model_name, *args, **kwargs)
+        if model_name == self.args.model:  # not the --distill-model
+            self._prepare(built[0])
+        return built
+
+    def _prepare(self, model: nn.Module) -> None:
+        args, options = self.args, self.options
+        master = is_master(args)
+        count = sum(p.numel() for p in model.parameters())
+        if master:
+            logging.info(f"{args.model}: {count:,} parameters")
+        if options.max_params is not None and count > options.max_params:
+            raise SparoRunError(
+                f"{args.model} has {count:,} parameters, more than --max-params "
+                f"{options.max_params:,}; lower the model's sizes (--model-kwargs) or raise the "
+                "limit. Nothing was trained."
+            )
+        if options.log_slot_stats and not isinstance(model, SparoCLIP):
+            raise SparoRunError(
+                f"--log-slot-stats needs a SPARO model, but {args.model} is "
+                f"{type(model).__name__}; drop the flag or train a sparo-* model."
+            )
+        if options.init_from_clip is not None:
+            self._init_from_clip(model, master)
+
+        run_dir = Path(args.logs, args.name)
+        problem = None
+        if master:
+            try:
+                write_run_config(run_dir, run_config(args.model, model, self._model_cfg(model)))
+            except ValueError as error:
+                problem = str(error)
+        if args.distributed:  # every rank stops, or the others would wait in DDP forever
+            problem = broadcast_object(args, problem)
+        if problem:
+            raise SparoRunError(problem)
+        if options.log_slot_stats and master:
+            self.slot_stats = SlotStatsLogger(
+                model, options.log_slot_stats, run_dir, args.accum_freq, args.wandb
+            )
+
+    def _model_cfg(self, model: nn.Module) -> dict[str, Any]:
+        """The config the model was built from. SPARO models record it; for plain OpenCLIP
+        models it is the registered config (with ``--model-kwargs``)."""
+        if isinstance(model, SparoCLIP):
+            return model.model_cfg
+        args = self.args
+        forced = [
+            flag
+            for flag, value in (
+                ("--force-quick-gelu", args.force_quick_gelu),
+                ("--force-patch-dropout", args.force_patch_dropout),
+                ("--force-image-size", args.force_image_size),
+                ("--force-context-length", args.force_context_length),
+            )
+            if value
+        ]
+        if forced:
+            logging.warning(
+                f"the run's open_clip_config.json records {args.model}'s registered config; "
+                f"it does not include {', '.join(forced)}: give them again when rebuilding."
+            )
+        return factory.get_model_config(args.model)
+
+    def _init_from_clip(self, model: nn.Module, master: bool) -> None:
+        path = self.options.init_from_clip
+        if self.args.resume:  # open_clip_train has resolved --resume latest by now
+            if master:
+                logging.info(f"--init-from-clip skipped: resuming from {self.args.resume}")
+            return
+        try:
+            report = init_from_clip(model, load_clip_state_dict(path))
+        except (FileNotFoundError, ValueError) as error:
+            raise SparoRunError(f"--init-from-clip {path}: {error}") from error
+        if master:
+            logging.info(f"--init-from-clip {path}:\n{report.table()}")
+
+    def _train_one_epoch(
+        self,
+        model: nn.Module,
+        data: dict[str, Any],
+        loss: nn.Module,
+        epoch: int,
+        optimizer: Any,
+        scaler: Any,
+        scheduler: Any,
+        dist_model: nn.Module | None,
+        args: Any,
+        tb_writer: Any = None,
+    ) -> None:
+        if self.slot_stats is not None:
+            steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
+            self.slot_stats.start_epoch(epoch, steps_per_epoch, tb_writer)
+        open_clip_train.train.train_one_epoch(
+            model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
+        )

@@ -1,0 +1,45 @@
+"""The run folder's model config, written next to the checkpoints so that evaluation and export
+can rebuild the model a run trained (the run-folder contract)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from open_clip import get_model_preprocess_cfg
+from torch import nn
+
+from open_clip_sparo.checkpoint import CONFIG_NAME
+
+
+def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``{"model_name", "model_cfg", "preprocess_cfg"}`` of a built model, as JSON values."""
+    config = {
+        "model_name": model_name,
+        "model_cfg": model_cfg,
+        "preprocess_cfg": get_model_preprocess_cfg(model),
+    }
+    return json.loads(json.dumps(config))  # tuples -> lists, as they read back
+
+
+def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` to ``run_dir/open_clip_config.json``.
+
+    A resumed run finds the same config there and leaves it; a different one is an error, since
+    the checkpoints in the folder belong to the model it describes.
+    """
+    path = Path(run_dir) / CONFIG_NAME
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing != config:
+            raise ValueError(
+                f"{path} describes another model than this run builds (other --model or "
+                "--model-kwargs?); resume with the run's own settings, or start a new run "
+                "with another --name."
+            )
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)
+    return path
