@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("open_clip_sparo.export", "checkpoint or run folder -> OpenCLIP local-dir"),
     "init-from-clip": ("open_clip_sparo.conversion", "plain OpenCLIP checkpoint -> SPARO start"),
     "generate": ("open_clip_sparo.generate", "write the synthetic world's shards and eval sets"),
+    "demo": ("open_clip_sparo.demo", "the whole pipeline on the synthetic world, CLIP vs SPARO"),
 }
 
 
