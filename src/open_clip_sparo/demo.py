@@ -30,6 +30,7 @@ class Budget:
     """How much data and training one demo run uses."""
 
     train_samples: int
+    shard_size: int  # at least processes x 1 worker shards: open_clip_train asserts it
     eval_samples: int
     epochs: int
     batch_size: int  # per process
@@ -42,6 +43,7 @@ class Budget:
 BUDGETS = {
     "full": Budget(
         train_samples=12000,
+        shard_size=1000,
         eval_samples=500,
         epochs=3,
         batch_size=32,
@@ -52,6 +54,7 @@ BUDGETS = {
     ),
     "smoke": Budget(
         train_samples=128,
+        shard_size=32,
         eval_samples=24,
         epochs=1,
         batch_size=16,
@@ -112,7 +115,8 @@ class Demo:
         self.check(
             sparo(
                 ["generate", "--out", str(self.data), "--train-samples", str(b.train_samples)]
-                + ["--eval-samples", str(b.eval_samples), "--seed", "0"]
+                + ["--eval-samples", str(b.eval_samples), "--shard-size", str(b.shard_size)]
+                + ["--seed", "0"]
             ),
             "sparo generate",
         )

@@ -1,0 +1,189 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from benchmark_data import save_tiny_model, write_sugar_crepe, write_wds_retrieval
+from PIL import Image
+
+from open_clip_sparo import cli, evaluation
+from open_clip_sparo.concept_selection import (
+    Step,
+    backward_elimination,
+    best_step,
+    forward_selection,
+    split_items,
+    values_along,
+)
+from open_clip_sparo.concept_selection import main as select_main
+from open_clip_sparo.similarity import SlotSimilarities
+
+PLANTED = (2, 7, 9)
+
+
+def planted(task, items, noise, num_slots=12, dim=8, seed=0):
+    """Unit slot vectors, as SPARO's; only the PLANTED slots of matching pairs agree (noisily)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    def matching(x):
+        return x + noise * randn(*x.shape)
+
+    if task == "zeroshot_retrieval":
+        images, texts = randn(items, num_slots, dim), randn(items, num_slots, dim)
+        texts[:, PLANTED] = matching(images[:, PLANTED])
+        targets = torch.arange(items)
+    elif task == "zeroshot_classification":
+        texts, targets = randn(10, num_slots, dim), torch.arange(items) % 10
+        images = randn(items, num_slots, dim)
+        images[:, PLANTED] = matching(texts[targets][:, PLANTED])
+    else:  # one image, a true and a false caption
+        images, texts, targets = (
+            randn(items, 1, num_slots, dim),
+            randn(items, 2, num_slots, dim),
+            None,
+        )
+        texts[:, 0, PLANTED] = matching(images[:, 0, PLANTED])
+    return SlotSimilarities(task, F.normalize(images, dim=-1), F.normalize(texts, dim=-1), targets)
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "items", "noise"),
+    [
+        ("zeroshot_retrieval", "image_retrieval_recall@1", 60, 1.5),
+        ("zeroshot_classification", "acc1", 60, 1.5),
+        ("image_caption_selection", "acc", 1000, 4.0),
+    ],
+)
+def test_search_recovers_planted_slots(task, metric, items, noise):
+    sims = planted(task, items, noise)
+
+    def value(sums):
+        return sims.metrics_of(sums.scores(), recall_k=(1,))[metric]
+
+    forward = forward_selection(sims.num_slots, sims.slot_sums, value)
+    assert {step.changed for step in forward[:3]} == set(PLANTED)
+    assert best_step(forward).slots == PLANTED
+    backward = backward_elimination(sims.num_slots, sims.slot_sums, value)
+    assert best_step(backward).slots == PLANTED
+    # a single planted slot is weaker than the three together
+    assert all(value(sims.slot_sums(slot)) < best_step(forward).value for slot in PLANTED)
+
+
+def test_forward_and_backward_on_an_additive_objective():
+    weights = [0.1, 0.5, -0.2, 0.3]
+    forward = forward_selection(4, weights.__getitem__, float)
+    assert [(s.slots, s.changed) for s in forward] == [
+        ((1,), 1),
+        ((1, 3), 3),
+        ((0, 1, 3), 0),
+        ((0, 1, 2, 3), 2),
+    ]
+    assert [s.value for s in forward] == pytest.approx([0.5, 0.8, 0.9, 0.7])
+    assert best_step(forward).slots == (0, 1, 3)
+    assert len(forward_selection(4, weights.__getitem__, float, max_slots=2)) == 2
+    backward = backward_elimination(4, weights.__getitem__, float)
+    assert [(s.slots, s.changed) for s in backward] == [
+        ((0, 1, 2, 3), None),
+        ((0, 1, 3), 2),
+        ((1, 3), 0),
+        ((1,), 3),
+    ]
+    assert best_step(backward).slots == (0, 1, 3)
+
+
+def test_ties_prefer_low_indices_and_fewer_slots():
+    steps = forward_selection(3, lambda slot: 0.0, float)
+    assert [s.changed for s in steps] == [0, 1, 2]
+    assert best_step(steps).slots == (0,)
+
+
+def test_values_along_follows_the_chain():
+    weights = [1.0, 2.0, 4.0, 8.0]
+    steps = [Step((0, 1, 2, 3), None, 0.0), Step((0, 2, 3), 1, 0.0), Step((2, 3), 0, 0.0)]
+    assert values_along(steps, weights.__getitem__, float) == [15.0, 13.0, 12.0]
+    steps = [Step((3,), 3, 0.0), Step((1, 3), 1, 0.0)]
+    assert values_along(steps, weights.__getitem__, float) == [8.0, 10.0]
+
+
+def test_split_items():
+    selection, report = split_items(11, 0.5, seed=3)
+    assert sorted(selection.tolist() + report.tolist()) == list(range(11))
+    assert len(selection) == 6
+    assert torch.equal(split_items(11, 0.5, seed=3)[0], selection)
+    assert not torch.equal(split_items(11, 0.5, seed=4)[0], selection)
+    with pytest.raises(ValueError, match="two non-empty parts"):
+        split_items(1, 0.5, seed=0)
+    with pytest.raises(ValueError, match="selection_fraction"):
+        split_items(10, 1.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")[1]
+
+
+def test_select_on_a_validation_split_then_evaluate(tiny, tmp_path):
+    """End to end: `sparo eval --slots` on the report split reproduces what select reported."""
+    root = tmp_path / "ret"
+    write_wds_retrieval(root, [[f"photo {i}", f"image {i}"] for i in range(8)], split="train")
+    write_wds_retrieval(root, [[f"a {i}", f"the {i}"] for i in range(8)], split="test", seed=99)
+    common = ["--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny), "--dataset", "wds/r"]
+    common += ["--dataset_root", str(root), "--task", "zeroshot_retrieval", "--recall_k", "2"]
+    out = tmp_path / "sel" / "slots.json"
+    argv = ["select", *common, "--selection_split", "train", "--max_slots", "6"]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--batch_size", "4", "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["metric"] == "image_retrieval_recall@2"
+    assert result["protocol"]["selection"] == {"split": "train", "items": 8}
+    assert [len(step["slots"]) for step in result["steps"]] == [1, 2, 3, 4, 5, 6]
+    assert result["steps"][0]["selection"] <= max(s["selection"] for s in result["steps"])
+    with Image.open(out.with_suffix(".png")) as plot:
+        assert plot.size[0] > 400
+    reported = tmp_path / "eval.json"
+    argv = ["eval", *common, "--slots", str(out), "--no_amp", "--num_workers", "0", "--quiet"]
+    assert cli.main([*argv, "--output", str(reported)]) == 0
+    evaluated = json.loads(reported.read_text())
+    assert evaluated["slots"] == result["slots"]
+    assert evaluated["metrics"] == pytest.approx(result["report"]["selected"], abs=1e-6)
+    # outputs are never overwritten
+    with pytest.raises(FileExistsError, match="already exist"):
+        select_main([*common, "--out", str(out)])
+
+
+def test_select_splits_by_seed_with_backward_elimination(tiny, tmp_path):
+    root = write_sugar_crepe(
+        tmp_path / "sc", "replace_att", [(f"a red {i}", f"a blue {i}") for i in range(10)]
+    )
+    out = tmp_path / "slots.json"
+    argv = ["select", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny)]
+    argv += ["--dataset", "sugar_crepe/replace_att", "--dataset_root", str(root)]
+    argv += ["--search", "backward", "--seed", "1", "--cache_dir", str(tmp_path / "cache")]
+    assert cli.main([*argv, "--out", str(out), "--plot", str(tmp_path / "curve.png")]) == 0
+    result = json.loads(out.read_text())
+    assert result["protocol"]["selection"] == {
+        "split": "test",
+        "fraction": 0.5,
+        "seed": 1,
+        "items": 5,
+    }
+    assert result["protocol"]["report"]["items"] == 5
+    steps = result["steps"]
+    assert steps[0]["slots"] == list(range(16)) and steps[0]["changed"] is None
+    assert len(steps) == 16
+    chosen = max(steps, key=lambda s: (s["selection"], -len(s["slots"])))
+    assert result["slots"] == chosen["slots"]
+    assert result["report"]["all_slots"]["acc"] == steps[0]["report"]
+    assert (tmp_path / "curve.png").is_file()
+    assert evaluation.read_slots(out) == result["slots"]
+
+
+def test_select_rejects_unknown_metric(tiny, tmp_path):
+    root = write_sugar_crepe(tmp_path / "sc", "add_att", [("a red cat", "a cat")] * 4)
+    argv = ["--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny)]
+    argv += ["--dataset", "sugar_crepe/add_att", "--dataset_root", str(root), "--metric", "acc1"]
+    with pytest.raises(ValueError, match=r"not a metric of image_caption_selection.*'acc'"):
+        select_main([*argv, "--cache_dir", str(tmp_path), "--out", str(tmp_path / "s.json")])
