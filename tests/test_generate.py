@@ -33,7 +33,7 @@ def test_eval_sets_follow_clip_benchmark_layouts(data):
     for split in ("val", "test"):
         root = out / "eval" / split
         for dataset, task in manifest["datasets"].items():
-            folder = root / dataset.replace("/", "-")
+            folder = root / dataset.removeprefix("wds/").replace("/", "-")
             if dataset.startswith("wds/"):
                 assert (folder / "test" / "nshards.txt").read_text() == "2"
                 with tarfile.open(folder / "test" / "0.tar") as tar:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import main as sparo
-from .demo_report import MODELS, SPARO, write_report
+from .demo_report import MODELS, SPARO, TASK_METRICS, write_report
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Budget:
     lr: float
     warmup: int
     seeds: tuple[int, ...]
+    datasets: tuple[str, ...] | None = None  # evaluation sets to use; None: all
 
 
 BUDGETS = {
@@ -62,6 +63,7 @@ BUDGETS = {
         lr=1e-3,
         warmup=2,
         seeds=(0,),
+        datasets=("wds/synth_color", "wds/synth_retrieval", "sugar_crepe/swap_att"),
     ),
 }
 
@@ -105,7 +107,11 @@ class Demo:
         return self.out / "data"
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.data / "manifest.json").read_text())
+        """The data manifest, its data sets narrowed to the budget's."""
+        manifest = json.loads((self.data / "manifest.json").read_text())
+        if self.budget.datasets is not None:
+            manifest["datasets"] = {d: manifest["datasets"][d] for d in self.budget.datasets}
+        return manifest
 
     def run_dir(self, model: str, seed: int) -> Path:
         return self.out / "runs" / f"{model}-seed{seed}"
@@ -152,7 +158,13 @@ class Demo:
         argv = ["eval", "--model", str(run), "--dataset", *datasets, "--task", task]
         argv += ["--dataset_root", self.manifest()["eval_roots"]["test"], "--no_amp"]
         argv += ["--batch_size", "128", "--num_workers", "0", "--quiet", "--skip_existing"]
-        argv += ["--output", str(self.out / "eval" / label / "{dataset}.json")]
+        argv += [
+            "--recall_k",
+            "1",
+            "5",
+            "--output",
+            str(self.out / "eval" / label / "{dataset}.json"),
+        ]
         if slots is not None:
             argv += ["--slots", str(slots)]
         self.check(sparo(argv), f"sparo eval of {label} on {', '.join(datasets)}")
@@ -177,6 +189,10 @@ class Demo:
                 self.slots_file(dataset, seed),
             )
 
+    def result_file(self, label: str, dataset: str) -> Path:
+        """Where ``sparo eval`` writes ``dataset`` (CLIP_benchmark's ``{dataset}`` slug)."""
+        return self.out / "eval" / label / f"{dataset.removeprefix('wds/').replace('/', '_')}.json"
+
     def slots_file(self, dataset: str, seed: int) -> Path:
         return self.out / "slots" / f"seed{seed}" / f"{dataset.replace('/', '_')}.json"
 
@@ -184,10 +200,12 @@ class Demo:
         manifest = self.manifest()
         run = self.run_dir(SPARO, seed)
         out = self.slots_file(dataset, seed)
+        task = manifest["datasets"][dataset]
         if not out.exists():
             self.check(
                 sparo(
-                    ["select", "--model", str(run), "--dataset", dataset]
+                    ["select", "--model", str(run), "--dataset", dataset, "--task", task]
+                    + ["--metric", TASK_METRICS[task], "--recall_k", "1"]
                     + ["--dataset_root", manifest["eval_roots"]["test"]]
                     + ["--selection_dataset_root", manifest["eval_roots"]["val"]]
                     + ["--device", "cpu", "--batch_size", "128", "--out", str(out)]

@@ -22,7 +22,7 @@ SELECTED = SPARO + " + selection"
 # the metric reported per task, as CLIP_benchmark names it
 TASK_METRICS = {
     "zeroshot_classification": "acc1",
-    "zeroshot_retrieval": "text_retrieval_recall@1",
+    "zeroshot_retrieval": "image_retrieval_recall@1",
     "image_caption_selection": "acc",
 }
 
@@ -38,9 +38,7 @@ def collect(demo: Demo) -> dict[str, Any]:
             metric = TASK_METRICS[task]
             values = []
             for seed in demo.budget.seeds:
-                path = (
-                    demo.out / "eval" / f"{label}-seed{seed}" / f"{dataset.replace('/', '_')}.json"
-                )
+                path = demo.result_file(f"{label}-seed{seed}", dataset)
                 values.append(json.loads(path.read_text())["metrics"][metric])
             results[name][dataset] = {
                 "task": task,
@@ -152,7 +150,7 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         )
     lines += [
         "",
-        "Metrics in percent: zero-shot accuracy (`acc1`), text retrieval recall@1, and "
+        "Metrics in percent: zero-shot accuracy (`acc1`), recall@1 of the image for its caption, and "
         "image-caption selection accuracy (SugarCrepe layout: the true caption against one hard "
         "negative). Slots were chosen per task on the validation split by greedy forward "
         "selection (`sparo select`, this project's protocol) and evaluated on the test split.",

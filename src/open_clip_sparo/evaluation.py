@@ -138,9 +138,11 @@ def build_dataset(
 ) -> torch.utils.data.Dataset:
     """CLIP_benchmark's ``build_dataset`` after :func:`check_dataset_files`; never downloads.
 
-    ``root`` may hold CLIP_benchmark's placeholders ``{dataset}`` and ``{dataset_cleaned}``.
+    ``root`` may hold CLIP_benchmark's placeholders ``{dataset}`` and ``{dataset_cleaned}``,
+    filled in as ``clip_benchmark eval`` fills them (``wds/`` dropped, ``/`` as ``-``).
     """
-    root = root.format(dataset=dataset, dataset_cleaned=dataset.replace("/", "-"))
+    name = dataset.removeprefix("wds/")
+    root = root.format(dataset=name, dataset_cleaned=name.replace("/", "-"))
     task = default_task(dataset) if task == "auto" else task
     check_dataset_files(dataset, root, split, task, kwargs.get("annotation_file"))
     return builder.build_dataset(

@@ -3,11 +3,12 @@
 Layout under ``--out``::
 
     train/{000000..}.tar, sizes.json        image-caption shards for open_clip_train
-    eval/{val,test}/wds-synth_<name>/...    CLIP_benchmark ``wds/synth_<name>`` sets
+    eval/{val,test}/synth_<name>/...        CLIP_benchmark ``wds/synth_<name>`` sets
     eval/{val,test}/sugar_crepe-<task>/     CLIP_benchmark ``sugar_crepe/<task>`` sets
     manifest.json                           settings, sizes, the datasets and their tasks
 
-Evaluate a split with ``--dataset_root <out>/eval/<split>/{dataset_cleaned}``. Everything is
+Evaluate a split with ``--dataset_root <out>/eval/<split>/{dataset_cleaned}`` (CLIP_benchmark
+fills it in with the data set's name, ``wds/`` dropped and ``/`` as ``-``). Everything is
 deterministic given ``--seed``; training uses only the seen colour-shape pairs.
 """
 
@@ -213,9 +214,9 @@ def generate(
         for split in SPLITS:
             base = staging / "eval" / split
             for name in tqdm(CLASSIFICATION, desc=f"{split} classification sets"):
-                write_classification(base / f"wds-synth_{name}", name, split, eval_samples, seed)
+                write_classification(base / f"synth_{name}", name, split, eval_samples, seed)
                 datasets[f"wds/synth_{name}"] = "zeroshot_classification"
-            write_retrieval(base / "wds-synth_retrieval", split, eval_samples, seed)
+            write_retrieval(base / "synth_retrieval", split, eval_samples, seed)
             datasets["wds/synth_retrieval"] = "zeroshot_retrieval"
             for task in tqdm(NEGATIVE_KINDS, desc=f"{split} sugar_crepe sets"):
                 write_sugar_crepe(base / f"sugar_crepe-{task}", task, split, eval_samples, seed)
