@@ -6,6 +6,8 @@ colour and the quadrant, so a tiny CLIP can learn the pairing within a few steps
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,28 @@ def write_image_folder(
         for i in range(per_class):
             square_image(colour, i % len(QUADRANTS), rng).save(directory / folder / f"{i}.jpg")
     return directory
+
+
+def write_broken_shards(directory: Path, samples_per_shard: int = 16, seed: int = 0) -> str:
+    """Two shards as :func:`write_caption_shards` writes them, then damaged: in the first,
+    sample 1 loses its caption, sample 2 its image and sample 3's image becomes bytes that are no
+    image; the second is cut off in the middle of its sample 4's image. One pass reads
+    ``samples_per_shard - 3 + 4`` usable samples. Returns the ``--train-data`` pattern."""
+    pattern = write_caption_shards(directory, 2, samples_per_shard, seed)
+    first, second = sorted(directory.glob("shard-*.tar"))
+    damaged = directory / "damaged.tar"
+    with tarfile.open(first) as source, tarfile.open(damaged, "w") as sink:
+        for member in source.getmembers():
+            content = source.extractfile(member).read()
+            if member.name in (f"{1:08d}.txt", f"{2:08d}.jpg"):
+                continue
+            if member.name == f"{3:08d}.jpg":
+                content = b"these bytes are not an image"
+            member.size = len(content)
+            sink.addfile(member, io.BytesIO(content))
+    damaged.replace(first)
+    with tarfile.open(second) as source:
+        image = source.getmember(f"{samples_per_shard + 4:08d}.jpg")
+    with second.open("r+b") as file:
+        file.truncate(image.offset_data + image.size // 2)
+    return pattern

@@ -150,10 +150,11 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         )
     lines += [
         "",
-        "Metrics in percent: zero-shot accuracy (`acc1`), recall@1 of the image for its caption, and "
-        "image-caption selection accuracy (SugarCrepe layout: the true caption against one hard "
-        "negative). Slots were chosen per task on the validation split by greedy forward "
-        "selection (`sparo select`, this project's protocol) and evaluated on the test split.",
+        "Metrics in percent: zero-shot accuracy (`acc1`), recall@1 of the image for its "
+        "caption, and image-caption selection accuracy (SugarCrepe layout: the true caption "
+        "against one hard negative). Slots were chosen per task on the validation split by "
+        "greedy forward selection (`sparo select`, this project's protocol) and evaluated on "
+        "the test split.",
         "",
         "| model | parameters | training time (s) |",
         "| --- | --- | --- |",

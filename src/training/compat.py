@@ -11,13 +11,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import open_clip_train.data
 import open_clip_train.logger
 import open_clip_train.main
+import open_clip_train.train
 import open_clip_train.zero_shot
 import torch
+from open_clip_train.data import DataInfo, get_wds_dataset
 from torch.nn.parallel import DistributedDataParallel
 
+from .checkpoints import atomic_save, latest_checkpoint
+from .data_faults import SkippedSamples
 from .patching import patched
+from .sample_order import seed_sample_shuffle
 
 
 class CpuDistributedDataParallel(DistributedDataParallel):
@@ -65,9 +71,58 @@ def setup_logging(log_file: str | None, level: int, include_host: bool = False) 
                 logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+class WebDatasetTraining:
+    """open_clip_train's WebDataset training data, with broken data counted and a reproducible
+    sample order.
+
+    :meth:`get_wds_dataset` builds the training pipeline with :class:`SkippedSamples` counting
+    its skips and with the sample shuffle seeded (``sample_order``); :meth:`train_one_epoch`
+    reports the skips after each epoch. Evaluation data is built as upstream builds it.
+    """
+
+    def __init__(self) -> None:
+        self.skipped = SkippedSamples()
+
+    def get_wds_dataset(
+        self,
+        args: Any,
+        preprocess_img: Any,
+        is_train: bool,
+        epoch: int = 0,
+        floor: bool = False,
+        tokenizer: Any = None,
+    ) -> DataInfo:
+        if not is_train:
+            return get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
+        with self.skipped.counting(args.rank):
+            data = get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
+        seed_sample_shuffle(data, args.seed, args.rank)
+        return data
+
+    def train_one_epoch(
+        self,
+        model: torch.nn.Module,
+        data: dict[str, Any],
+        loss: torch.nn.Module,
+        epoch: int,
+        optimizer: Any,
+        scaler: Any,
+        scheduler: Any,
+        dist_model: torch.nn.Module | None,
+        args: Any,
+        tb_writer: Any = None,
+    ) -> None:
+        open_clip_train.train.train_one_epoch(
+            model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
+        )
+        self.skipped.report(epoch, args)
+
+
 @contextmanager
 def pinned_stack_fixes() -> Iterator[None]:
-    """Inside the block, open_clip_train runs with the fixes above."""
+    """Inside the block, open_clip_train runs with the fixes above and those of
+    ``checkpoints``, ``data_faults`` and ``sample_order``."""
+    webdataset = WebDatasetTraining()
     with ExitStack() as stack:
         # open_clip_train.main calls torch.nn.parallel.DistributedDataParallel(...) by that path
         stack.enter_context(
@@ -75,4 +130,16 @@ def pinned_stack_fixes() -> Iterator[None]:
         )
         stack.enter_context(patched(open_clip_train.zero_shot, "accuracy", zero_shot_accuracy))
         stack.enter_context(patched(open_clip_train.main, "setup_logging", setup_logging))
+        # open_clip_train.main saves checkpoints with torch.save(...), straight to their names
+        stack.enter_context(patched(torch, "save", atomic_save))
+        stack.enter_context(
+            patched(open_clip_train.main, "get_latest_checkpoint", latest_checkpoint)
+        )
+        # open_clip_train.data.get_data finds the WebDataset builder by this name
+        stack.enter_context(
+            patched(open_clip_train.data, "get_wds_dataset", webdataset.get_wds_dataset)
+        )
+        stack.enter_context(
+            patched(open_clip_train.main, "train_one_epoch", webdataset.train_one_epoch)
+        )
         yield

@@ -9,7 +9,7 @@ run, names that ``open_clip_train.main`` looks up when it calls them:
   optimizer and ``--resume``: ``--max-params``, ``--init-from-clip``, the run folder's model
   config and the ``--log-slot-stats`` hooks;
 - ``train_one_epoch`` (with ``--log-slot-stats``): tells the statistics which epoch runs and hands
-  them open_clip_train's TensorBoard writer.
+  them open_clip_train's TensorBoard writer, then calls the ``train_one_epoch`` it replaced.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 import open_clip
 import open_clip_train.main
 import open_clip_train.params
-import open_clip_train.train
 from open_clip import factory
 from open_clip_train.distributed import broadcast_object, is_master
 from torch import nn
@@ -70,6 +69,7 @@ class SparoRun:
                 patched(main, "create_model_and_transforms", self._create_model_and_transforms)
             )
             if self.options.log_slot_stats:
+                self._next_train_one_epoch = main.train_one_epoch  # e.g. compat's
                 self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
             try:
                 yield
@@ -194,6 +194,6 @@ class SparoRun:
         if self.slot_stats is not None:
             steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
             self.slot_stats.start_epoch(epoch, steps_per_epoch, tb_writer)
-        open_clip_train.train.train_one_epoch(
+        self._next_train_one_epoch(
             model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
         )

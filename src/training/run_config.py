@@ -12,6 +12,8 @@ from torch import nn
 
 from open_clip_sparo.checkpoint import CONFIG_NAME
 
+from .checkpoints import atomic_write
+
 
 def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> dict[str, Any]:
     """``{"model_name", "model_cfg", "preprocess_cfg"}`` of a built model, as JSON values."""
@@ -39,7 +41,5 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
                 "with another --name."
             )
         return path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda file: file.write((json.dumps(config, indent=2) + "\n").encode()))
     return path

@@ -1,0 +1,48 @@
+"""The demo pipeline, end to end, in its reduced budget."""
+
+import json
+
+import pytest
+
+from open_clip_sparo.cli import main as sparo
+from open_clip_sparo.demo import BUDGETS, MODELS, SPARO
+from open_clip_sparo.demo_report import SELECTED, parse_losses
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert sparo(["demo", "--out", str(out), "--budget", "smoke"]) == 0
+    return out
+
+
+def test_demo_writes_report_and_results(demo):
+    results = json.loads((demo / "results.json").read_text())
+    datasets = BUDGETS["smoke"].datasets
+    assert set(results["results"]) == {*MODELS, SELECTED}
+    for model in results["results"].values():
+        assert set(model) == set(datasets)
+        for entry in model.values():
+            assert 0.0 <= entry["mean"] <= 1.0 and len(entry["per_seed"]) == 1
+    assert results["parameters"][SPARO] <= results["parameters"]["ViT-Ti-8-64"]
+    report = (demo / "report.md").read_text()
+    assert all(d in report for d in datasets)
+    for figure in ("losses.png", "tasks.png", "summary.png"):
+        assert (demo / "figures" / figure).stat().st_size > 0
+    for model in MODELS:
+        assert parse_losses(demo / "runs" / f"{model}-seed0" / "out.log")
+
+
+def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
+    before = (demo / "report.md").read_text()
+    (demo / "steps" / "report.json").unlink()
+    assert sparo(["demo", "--out", str(demo), "--budget", "smoke"]) == 0
+    output = capsys.readouterr().out
+    assert "train-sparo-ViT-Ti-8-64-seed0: done in an earlier run, reused" in output
+    assert (demo / "report.1.md").read_text() == before
+    assert (demo / "results.1.json").exists()
+
+
+def test_other_budget_in_the_same_folder_is_refused(demo, capsys):
+    assert sparo(["demo", "--out", str(demo), "--budget", "full"]) == 1
+    assert "another budget" in capsys.readouterr().err
