@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,20 @@ def write_image_folder(
     return directory
 
 
+def rewrite_members(shard: Path, edit: Callable[[str, bytes], tuple[str, bytes] | None]) -> None:
+    """Rewrite the tar file ``shard`` member by member: ``edit(name, content)`` gives the new name
+    and content, or ``None`` to drop the member."""
+    rewritten = shard.with_name(shard.name + ".rewritten")
+    with tarfile.open(shard) as source, tarfile.open(rewritten, "w") as sink:
+        for member in source.getmembers():
+            edited = edit(member.name, source.extractfile(member).read())
+            if edited is not None:
+                member.name, content = edited
+                member.size = len(content)
+                sink.addfile(member, io.BytesIO(content))
+    rewritten.replace(shard)
+
+
 def write_broken_shards(directory: Path, samples_per_shard: int = 16, seed: int = 0) -> str:
     """Two shards as :func:`write_caption_shards` writes them, then damaged: in the first,
     sample 1 loses its caption, sample 2 its image and sample 3's image becomes bytes that are no
@@ -82,17 +97,15 @@ def write_broken_shards(directory: Path, samples_per_shard: int = 16, seed: int 
     ``samples_per_shard - 3 + 4`` usable samples. Returns the ``--train-data`` pattern."""
     pattern = write_caption_shards(directory, 2, samples_per_shard, seed)
     first, second = sorted(directory.glob("shard-*.tar"))
-    damaged = directory / "damaged.tar"
-    with tarfile.open(first) as source, tarfile.open(damaged, "w") as sink:
-        for member in source.getmembers():
-            content = source.extractfile(member).read()
-            if member.name in (f"{1:08d}.txt", f"{2:08d}.jpg"):
-                continue
-            if member.name == f"{3:08d}.jpg":
-                content = b"these bytes are not an image"
-            member.size = len(content)
-            sink.addfile(member, io.BytesIO(content))
-    damaged.replace(first)
+
+    def damage(name: str, content: bytes) -> tuple[str, bytes] | None:
+        if name in (f"{1:08d}.txt", f"{2:08d}.jpg"):
+            return None
+        if name == f"{3:08d}.jpg":
+            return name, b"these bytes are not an image"
+        return name, content
+
+    rewrite_members(first, damage)
     with tarfile.open(second) as source:
         image = source.getmember(f"{samples_per_shard + 4:08d}.jpg")
     with second.open("r+b") as file:
