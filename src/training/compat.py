@@ -1,7 +1,7 @@
 """Fixes for the pinned stack (open_clip_train 3.3.0, PyTorch 2.x, NumPy 2), active during a run.
 
-Each fix replaces one name for the duration of :func:`pinned_stack_fixes` and says which upstream
-behaviour it works around.
+Each fix replaces one or two names for the duration of :func:`pinned_stack_fixes` and says which
+upstream behaviour it works around.
 """
 
 from __future__ import annotations
