@@ -21,7 +21,7 @@ import open_clip_train.main
 import pytest
 import torch
 from data_utils import rewrite_members, write_broken_shards, write_caption_shards
-from test_training import MODEL, checkpoint_state, epoch_losses, run_in_process, train_args
+from training_utils import MODEL, checkpoint_state, epoch_losses, run_in_process, train_args
 
 from training.checkpoints import PARTIAL_SUFFIX, atomic_save, latest_checkpoint
 from training.compat import WebDatasetTraining
