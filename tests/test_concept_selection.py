@@ -138,7 +138,7 @@ def test_select_on_a_validation_split_then_evaluate(tiny, tmp_path):
     assert cli.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["metric"] == "image_retrieval_recall@2"
-    assert result["protocol"]["selection"] == {"split": "train", "items": 8}
+    assert result["protocol"]["selection"] == {"split": "train", "root": str(root), "items": 8}
     assert [len(step["slots"]) for step in result["steps"]] == [1, 2, 3, 4, 5, 6]
     assert result["steps"][0]["selection"] <= max(s["selection"] for s in result["steps"])
     with Image.open(out.with_suffix(".png")) as plot:
