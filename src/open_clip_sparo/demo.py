@@ -43,10 +43,10 @@ class Budget:
 
 BUDGETS = {
     "full": Budget(
-        train_samples=12000,
-        shard_size=1000,
-        eval_samples=500,
-        epochs=3,
+        train_samples=8000,
+        shard_size=500,
+        eval_samples=300,
+        epochs=2,
         batch_size=32,
         processes=2,
         lr=1e-3,
