@@ -101,7 +101,8 @@ class Sparo(nn.Module):
         query_bias = torch.einsum("hga,ha->hg", q, key_bias).flatten() * scale  # (L,)
 
         logits = torch.matmul(tokens, token_queries.t()).transpose(1, 2)  # (B, L, N)
-        logits = logits.float() + query_bias.float()[:, None]
+        softmax_dtype = torch.promote_types(dtype, torch.float32)  # fp16/bf16 -> fp32, fp64 kept
+        logits = logits.to(softmax_dtype) + query_bias.to(softmax_dtype)[:, None]
         if key_padding_mask is not None:
             logits = logits.masked_fill(key_padding_mask[:, None, :], -math.inf)
         attn = logits.softmax(dim=-1)  # (B, L, N)
