@@ -21,9 +21,17 @@ $(STAMP): requirements.txt pyproject.toml
 test: install
 	$(BIN)/python -m pytest -n 2 tests
 
+# the README's main job: baseline against SPARO on the synthetic world (about 12 min on 2 cores)
+demo: install
+	$(BIN)/sparo demo --out runs/demo
+
+# SPARO's cost as ratios against OpenCLIP; rewrites docs/performance.md, fails on a missed target
+bench: install
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,357 @@
+"""Check the targets of spec section 6 and render ``docs/performance.md`` from the results.
+
+Reads every ``<benchmark>-<device>.json`` in the results folder; every number on the page comes
+from those files. Exits with status 1 when a target is missed.
+
+    python -m benchmarks.report [--results DIR] [--docs FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR
+
+DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+BENCHMARKS = ("readout", "train_step", "inference")
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Target:
+    """``ratios[metric] <= limit`` for every result of ``benchmark`` whose ``key`` is ``value``."""
+
+    label: str
+    benchmark: str
+    key: str
+    value: Any
+    metric: str
+    limit: float
+
+
+TARGETS = (
+    Target(
+        "read-out FLOPs, Sparo / naive, vision sizes", "readout", "case", "vision", "flops", 0.04
+    ),
+    *(
+        Target(
+            f"train step {metric}, sparo-ViT-B-16 / ViT-B-16",
+            "train_step",
+            "pair",
+            ["sparo-ViT-B-16", "ViT-B-16"],
+            metric,
+            limit,
+        )
+        for metric, limit in (("time", 0.92), ("flops", 0.92), ("memory", 1.0))
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target against one measured result; ``value`` is None when nothing matched."""
+
+    target: Target
+    device: str = "-"
+    precision: str = "-"
+    value: float | None = None
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "not measured"
+        return "met" if self.value <= self.target.limit else "missed"
+
+
+def load_runs(results_dir: Path) -> list[dict[str, Any]]:
+    """Every result file in the folder, in benchmark then device order."""
+    runs = []
+    for benchmark in BENCHMARKS:
+        for path in sorted(results_dir.glob(f"{benchmark}-*.json")):
+            run = json.loads(path.read_text())
+            run["file"] = _display_path(path)
+            runs.append(run)
+    return runs
+
+
+def _display_path(path: Path) -> str:
+    path = path.resolve()
+    root = DOCS_PATH.parents[1]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def check_targets(runs: list[dict[str, Any]]) -> list[Check]:
+    checks = []
+    for target in TARGETS:
+        matched = [
+            Check(target, run["machine"]["device"], result["precision"], _median(result, target))
+            for run in runs
+            if run["benchmark"] == target.benchmark
+            for result in run["results"]
+            if result[target.key] == target.value
+        ]
+        checks += matched or [Check(target)]
+    return checks
+
+
+def _median(result: dict[str, Any], target: Target) -> float:
+    value = result["ratios"][target.metric]
+    return value["median"] if isinstance(value, dict) else value
+
+
+def _ratio(value: float | dict[str, float]) -> str:
+    if isinstance(value, dict):
+        return f"{value['median']:.3f} [{value['min']:.3f}, {value['max']:.3f}]"
+    return f"{value:.4f}" if value < 0.1 else f"{value:.3f}"
+
+
+def _cpu_time_ratio(result: dict[str, Any]) -> str:
+    return _ratio(result["ratios"]["cpu_time"]) if "cpu_time" in result["ratios"] else "-"
+
+
+def _seconds(summary: dict[str, float]) -> str:
+    scale, unit = (1e3, "ms") if summary["median"] < 1 else (1.0, "s")
+    median, low, high = (summary[k] * scale for k in ("median", "min", "max"))
+    return f"{_digits(median)} {unit} [{_digits(low)}, {_digits(high)}]"
+
+
+def _digits(value: float) -> str:
+    """Three significant digits, never in exponent notation."""
+    return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}" if value else "0"
+
+
+def _gflops(flops: int) -> str:
+    return f"{flops / 1e9:.2f}"
+
+
+def _mib(num_bytes: int) -> str:
+    return f"{num_bytes / MIB:.1f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _machine(run: dict[str, Any]) -> list[str]:
+    machine, settings = run["machine"], run["settings"]
+    where = machine.get("gpu", machine["cpu"])
+    lines = [
+        f"Measured {run['created']} on {where} ({machine['usable_cores']} usable cores, "
+        f"{machine['torch_threads']} torch threads; {machine['platform']}), torch "
+        f"{machine['torch']}, open_clip {machine['open_clip']}, device `{machine['device']}`; "
+        f"`{run['command']}`, {settings['repeats']} timed runs of each side after "
+        f"{settings['warmup']} warm-up, from `{run['file']}`.",
+    ]
+    if machine.get("load_average"):
+        loads = ", ".join(f"{load:.2f}" for load in machine["load_average"])
+        lines.append(f"Load average (1, 5, 15 min) as the run ended: {loads}.")
+    for precision, reason in settings.get("skipped_precisions", {}).items():
+        lines.append(f"{precision} not measured: {reason}.")
+    return [" ".join(lines), ""]
+
+
+def _readout_section(run: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in run["results"]:
+        sizes = r["sizes"]
+        shape = f"{sizes['batch']} x {sizes['tokens']} x {sizes['width']}"
+        shape += ", padding mask" if sizes["padding_mask"] else ""
+        rows.append(
+            [
+                r["case"],
+                r["precision"],
+                f"{shape}; L={sizes['num_slots']}, a={sizes['attn_dim']}",
+                f"{_gflops(r['flops']['sparo'])} / {_gflops(r['flops']['naive'])}",
+                _ratio(r["ratios"]["flops"]),
+                f"{_seconds(r['time']['sparo'])} / {_seconds(r['time']['naive'])}",
+                _ratio(r["ratios"]["time"]),
+                _cpu_time_ratio(r),
+                f"{_mib(r['peak_bytes']['sparo'])} / {_mib(r['peak_bytes']['naive'])}",
+                _ratio(r["ratios"]["memory"]),
+            ]
+        )
+    header = [
+        "case",
+        "precision",
+        "tokens (B x N x width)",
+        "GFLOPs Sparo / naive",
+        "FLOP ratio",
+        "time Sparo / naive",
+        "time ratio",
+        "CPU-time ratio",
+        "peak MiB Sparo / naive",
+        "memory ratio",
+    ]
+    return [
+        "## Read-out: `Sparo` against the naive read-out",
+        "",
+        "Forward and backward (gradients for tokens and parameters) of `open_clip_sparo.Sparo` and "
+        "of `benchmarks/naive_readout.py`, which computes the same function (checked in each run) "
+        "with keys and values for every token and slot, on the same parameters and tokens. Peak "
+        "memory: allocated during the step, inputs and parameters excluded.",
+        "",
+        *_machine(run),
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _train_step_section(run: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in run["results"]:
+        model, baseline = r["pair"]
+        rows.append(
+            [
+                f"{model} / {baseline}",
+                r["precision"],
+                f"{_gflops(r['flops'][model])} / {_gflops(r['flops'][baseline])}",
+                _ratio(r["ratios"]["flops"]),
+                f"{_seconds(r['time'][model])} / {_seconds(r['time'][baseline])}",
+                _ratio(r["ratios"]["time"]),
+                _cpu_time_ratio(r),
+                f"{_mib(r['peak_bytes'][model])} / {_mib(r['peak_bytes'][baseline])}",
+                _ratio(r["ratios"]["memory"]),
+            ]
+        )
+    header = [
+        "pair",
+        "precision",
+        "GFLOPs",
+        "FLOP ratio",
+        "time per step",
+        "time ratio",
+        "CPU-time ratio",
+        "peak MiB",
+        "memory ratio",
+    ]
+    return [
+        "## Training step: SPARO models against OpenCLIP's",
+        "",
+        f"Forward, OpenCLIP's `ClipLoss` and backward at batch {run['settings']['batch']}. Peak "
+        "memory: parameters and buffers plus the peak a step allocates on top of them.",
+        "",
+        *_machine(run),
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _inference_section(run: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in run["results"]:
+        model, baseline = r["pair"]
+        per_second = r["items_per_second"]
+        rows.append(
+            [
+                f"{model} / {baseline}",
+                f"`{r['encoder']}`",
+                r["precision"],
+                f"{per_second[model]:.3g} / {per_second[baseline]:.3g}",
+                _ratio(r["ratios"]["throughput"]),
+                _ratio(r["ratios"]["flops"]),
+            ]
+        )
+    header = ["pair", "encoder", "precision", "items/s", "throughput ratio", "FLOP ratio"]
+    return [
+        "## Inference throughput",
+        "",
+        f"One `encode_image` or `encode_text` call at batch {run['settings']['batch']}, "
+        "inference mode, eval mode; throughput ratio above 1 means SPARO is faster.",
+        "",
+        *_machine(run),
+        *_table(header, rows),
+        "",
+    ]
+
+
+SECTIONS = {
+    "readout": _readout_section,
+    "train_step": _train_step_section,
+    "inference": _inference_section,
+}
+
+METHOD = """## How the figures are measured
+
+- Each figure compares SPARO with its baseline in one run and is given as the ratio
+  SPARO / baseline, so the speed and load of the machine cancel as far as they can.
+- Time: the two sides alternate (A B, B A, ...) after warm-up runs; times are wall-clock
+  medians and [min, max] over the runs, the time ratio the median and [min, max] of the
+  per-round ratios. The CPU-time ratio (CPU runs) is the same over process CPU time, which
+  leaves out time spent waiting for cores held by other processes: on a shared machine, run
+  with `--threads 1` and read it beside the wall-clock ratio.
+- FLOPs: `torch.utils.flop_counter.FlopCounterMode` (matrix products, convolutions and
+  attention). Its registry lacks the CPU attention kernel that `F.scaled_dot_product_attention`
+  runs on CPU; `benchmarks/common.py` adds it with torch's own attention formulas.
+- Peak memory on CUDA: `torch.cuda.max_memory_allocated`. On CPU, PyTorch keeps no allocator
+  statistics, so the allocation and free records of the PyTorch profiler (`profile_memory=True`)
+  are replayed in order; this counts the tensor storage PyTorch allocates, as on CUDA, and
+  repeats exactly from run to run. Process RSS is not used: whether freed memory stays
+  resident depends on the C allocator's thresholds and on what ran before.
+- Lists of every raw time, FLOP count and byte count, the settings and the machine are in the
+  result files.
+"""
+
+
+def render(runs: list[dict[str, Any]], checks: list[Check]) -> str:
+    lines = [
+        "# Performance",
+        "",
+        "<!-- generated by `python -m benchmarks.report` (run by `make bench`) from "
+        "benchmarks/results/*.json; do not edit by hand -->",
+        "",
+        "What SPARO costs against the OpenCLIP models it replaces, and what its folded read-out "
+        "costs against the naive one (spec section 6).",
+        "",
+        "## Targets",
+        "",
+        *_table(
+            ["target", "device", "precision", "limit", "measured", ""],
+            [
+                [
+                    c.target.label,
+                    c.device,
+                    c.precision,
+                    f"<= {c.target.limit}",
+                    "-" if c.value is None else _ratio(c.value),
+                    "**missed**" if c.status == "missed" else c.status,
+                ]
+                for c in checks
+            ],
+        ),
+        "",
+    ]
+    for run in runs:
+        lines += SECTIONS[run["benchmark"]](run)
+    return "\n".join([*lines, METHOD])
+
+
+def print_checks(checks: list[Check]) -> None:
+    for c in checks:
+        measured = "" if c.value is None else f" ({c.device}, {c.precision}): {c.value:.4f}"
+        print(f"{c.status:12} {c.target.label}{measured} (limit {c.target.limit})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--docs", type=Path, default=DOCS_PATH, help="page to (re)write")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.results)
+    if not runs:
+        raise SystemExit(f"no results in {args.results}; run the benchmarks first.")
+    checks = check_targets(runs)
+    args.docs.parent.mkdir(parents=True, exist_ok=True)
+    args.docs.write_text(render(runs, checks))
+    print(f"wrote {args.docs}")
+    print_checks(checks)
+    return 1 if any(c.status == "missed" for c in checks) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
