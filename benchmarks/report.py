@@ -167,13 +167,7 @@ def _readout_section(run: dict[str, Any]) -> list[str]:
                 r["case"],
                 r["precision"],
                 f"{shape}; L={sizes['num_slots']}, a={sizes['attn_dim']}",
-                f"{_gflops(r['flops']['sparo'])} / {_gflops(r['flops']['naive'])}",
-                _ratio(r["ratios"]["flops"]),
-                f"{_seconds(r['time']['sparo'])} / {_seconds(r['time']['naive'])}",
-                _ratio(r["ratios"]["time"]),
-                _cpu_time_ratio(r),
-                f"{_mib(r['peak_bytes']['sparo'])} / {_mib(r['peak_bytes']['naive'])}",
-                _ratio(r["ratios"]["memory"]),
+                *_cost_cells(r, "sparo", "naive"),
             ]
         )
     header = [
@@ -202,6 +196,19 @@ def _readout_section(run: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cost_cells(r: dict[str, Any], model: str, baseline: str) -> list[str]:
+    """FLOPs, time and peak memory of both sides, each followed by its ratio."""
+    return [
+        f"{_gflops(r['flops'][model])} / {_gflops(r['flops'][baseline])}",
+        _ratio(r["ratios"]["flops"]),
+        f"{_seconds(r['time'][model])} / {_seconds(r['time'][baseline])}",
+        _ratio(r["ratios"]["time"]),
+        _cpu_time_ratio(r),
+        f"{_mib(r['peak_bytes'][model])} / {_mib(r['peak_bytes'][baseline])}",
+        _ratio(r["ratios"]["memory"]),
+    ]
+
+
 def _train_step_section(run: dict[str, Any]) -> list[str]:
     rows = []
     for r in run["results"]:
@@ -210,13 +217,7 @@ def _train_step_section(run: dict[str, Any]) -> list[str]:
             [
                 f"{model} / {baseline}",
                 r["precision"],
-                f"{_gflops(r['flops'][model])} / {_gflops(r['flops'][baseline])}",
-                _ratio(r["ratios"]["flops"]),
-                f"{_seconds(r['time'][model])} / {_seconds(r['time'][baseline])}",
-                _ratio(r["ratios"]["time"]),
-                _cpu_time_ratio(r),
-                f"{_mib(r['peak_bytes'][model])} / {_mib(r['peak_bytes'][baseline])}",
-                _ratio(r["ratios"]["memory"]),
+                *_cost_cells(r, model, baseline),
             ]
         )
     header = [

@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, add_model_args, load_model
 from .similarity import TASKS, SlotSimilarities, SubsetSums, slot_similarities
 
 Term = TypeVar("Term")  # a per-slot term: supports + and -, e.g. SubsetSums
@@ -142,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Choose the slots that maximise a task metric (this project's protocol: "
         "greedy search on a selection part, report on a disjoint part).",
     )
-    parser.add_argument("--model", required=True, help="name, local-dir:DIR or run folder")
-    parser.add_argument("--pretrained", default="", help="checkpoint file (for names, runs)")
+    add_model_args(parser)
     parser.add_argument("--dataset", required=True, help="CLIP_benchmark dataset, e.g. wds/x")
     parser.add_argument("--dataset_root", required=True)
     parser.add_argument("--task", default="auto", choices=["auto", *TASKS])

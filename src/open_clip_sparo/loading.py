@@ -14,6 +14,7 @@ A reference is one of:
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Callable
@@ -54,6 +55,12 @@ class LoadedModel:
                 for p in self.weights
             ],
         }
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--pretrained``, the model reference :func:`load_model` takes."""
+    parser.add_argument("--model", required=True, help="name, local-dir:DIR or run folder")
+    parser.add_argument("--pretrained", default="", help="checkpoint file (for names, runs)")
 
 
 def load_model(

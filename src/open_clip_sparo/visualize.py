@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .evaluation import build_dataset, default_task
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, add_model_args, load_model
 
 RED = np.array([0.85, 0.05, 0.05])
 
@@ -149,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per-slot attention pictures for image-caption pairs, slots ranked by "
         "image-text slot agreement.",
     )
-    parser.add_argument("--model", required=True, help="name, local-dir:DIR or run folder")
-    parser.add_argument("--pretrained", default="", help="checkpoint file (for names, runs)")
+    add_model_args(parser)
     parser.add_argument("--images", nargs="+", default=None, help="image files")
     parser.add_argument("--captions", nargs="+", default=None, help="one caption per image")
     parser.add_argument("--dataset", default=None, help="or samples of a CLIP_benchmark dataset")
