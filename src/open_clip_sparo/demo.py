@@ -43,9 +43,9 @@ class Budget:
 
 BUDGETS = {
     "full": Budget(
-        train_samples=8000,
-        shard_size=500,
-        eval_samples=300,
+        train_samples=6400,
+        shard_size=400,
+        eval_samples=250,
         epochs=2,
         batch_size=32,
         processes=2,
