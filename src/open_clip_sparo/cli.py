@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init-from-clip": ("open_clip_sparo.conversion", "plain OpenCLIP checkpoint -> SPARO start"),
     "generate": ("open_clip_sparo.generate", "write the synthetic world's shards and eval sets"),
     "demo": ("open_clip_sparo.demo", "the whole pipeline on the synthetic world, CLIP vs SPARO"),
+    "demo-dino": (
+        "open_clip_sparo.dino.demo",
+        "DINO on the synthetic world: class token vs SPARO, k-NN and linear probe",
+    ),
 }
 
 

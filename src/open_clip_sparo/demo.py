@@ -25,9 +25,9 @@ from .cli import main as sparo
 from .demo_report import MODELS, SPARO, TASK_METRICS, write_report
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget:
-    """How much data and training one demo run uses."""
+    """How much data and training one demo run uses (what the CLIP and DINO demos share)."""
 
     train_samples: int
     shard_size: int  # at least processes x 1 worker shards: open_clip_train asserts it
@@ -36,13 +36,19 @@ class Budget:
     batch_size: int  # per process
     processes: int
     lr: float
-    warmup: int
     seeds: tuple[int, ...]
     datasets: tuple[str, ...] | None = None  # evaluation sets to use; None: all
 
 
-BUDGETS = {
-    "full": Budget(
+@dataclass(frozen=True, kw_only=True)
+class ClipBudget(Budget):
+    """The CLIP demo's budget."""
+
+    warmup: int  # steps
+
+
+BUDGETS: dict[str, Budget] = {
+    "full": ClipBudget(
         train_samples=6400,
         shard_size=400,
         eval_samples=250,
@@ -53,7 +59,7 @@ BUDGETS = {
         warmup=50,
         seeds=(0,),
     ),
-    "smoke": Budget(
+    "smoke": ClipBudget(
         train_samples=128,
         shard_size=32,
         eval_samples=24,
@@ -70,6 +76,8 @@ BUDGETS = {
 
 class Demo:
     """One demo folder: ``data/``, ``runs/``, ``eval/``, ``slots/``, ``figures/``, the report."""
+
+    budget: ClipBudget
 
     def __init__(self, out: Path, budget: Budget) -> None:
         self.out = out
@@ -250,24 +258,35 @@ class Demo:
         return {"report": str(report), "results": str(results)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_demo(
+    argv: list[str] | None,
+    prog: str,
+    description: str | None,
+    budgets: dict[str, Budget],
+    demo_class: type[Demo],
+    default_out: str,
+) -> int:
+    """The command line shared by the demos: ``--out`` (reused if it exists) and ``--budget``."""
     parser = argparse.ArgumentParser(
-        prog="sparo demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="runs/demo", help="demo folder (reused if it exists)")
-    parser.add_argument("--budget", default="full", choices=sorted(BUDGETS))
+    parser.add_argument("--out", default=default_out, help="demo folder (reused if it exists)")
+    parser.add_argument("--budget", default="full", choices=sorted(budgets))
     args = parser.parse_args(argv)
     out = Path(args.out)
-    budget = BUDGETS[args.budget]
+    budget = budgets[args.budget]
     settings = out / "budget.json"
-    if settings.exists() and json.loads(settings.read_text()) != json.loads(
-        json.dumps(asdict(budget))
-    ):
+    recorded = json.loads(json.dumps(asdict(budget)))  # tuples as JSON lists
+    if settings.exists() and json.loads(settings.read_text()) != recorded:
         raise ValueError(
             f"{out} holds a demo run with another budget ({settings}); choose another --out."
         )
     out.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps(asdict(budget), indent=2))
-    report = Demo(out, budget).run()
+    settings.write_text(json.dumps(recorded, indent=2))
+    report = demo_class(out, budget).run()
     print(f"report: {report}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_demo(argv, "sparo demo", __doc__, BUDGETS, Demo, "runs/demo")

@@ -91,10 +91,11 @@ def plot_tasks(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _cell(entry: dict[str, Any]) -> str:
+def format_cell(entry: dict[str, Any], scale: float = 1.0) -> str:
+    """``mean`` (with ``± std`` when several seeds ran) of a result entry, times ``scale``."""
     if entry["std"] is None:
-        return f"{100 * entry['mean']:.1f}"
-    return f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f}"
+        return f"{scale * entry['mean']:.1f}"
+    return f"{scale * entry['mean']:.1f} ± {scale * entry['std']:.1f}"
 
 
 def write_report(demo: Demo) -> tuple[Path, Path]:
@@ -143,9 +144,11 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
             len(json.loads(demo.slots_file(dataset, seed).read_text())["slots"])
             for seed in demo.budget.seeds
         ]
+        cells = " | ".join(
+            format_cell(results[model][dataset], 100) for model in (BASELINE, SPARO, SELECTED)
+        )
         lines.append(
-            f"| {dataset} | {entry['task']} ({entry['metric']}) | {_cell(entry)} | "
-            f"{_cell(results[SPARO][dataset])} | {_cell(results[SELECTED][dataset])} | "
+            f"| {dataset} | {entry['task']} ({entry['metric']}) | {cells} | "
             f"{', '.join(map(str, chosen))} of {num_slots} |"
         )
     lines += [

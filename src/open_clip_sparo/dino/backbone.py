@@ -1,0 +1,80 @@
+"""DINO backbones: OpenCLIP's ViT with a SPARO read-out, and its class-token twin.
+
+Both take crops of any size that is a multiple of the patch size (DINO's local crops are smaller
+than its global crops): the learned positional embeddings are resampled to the crop's patch grid,
+as DINO does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from open_clip.model import CLIPVisionCfg, _build_vision_tower
+from open_clip.transformer import VisionTransformer, _expand_token
+from timm.layers import resample_abs_pos_embed
+
+from ..config import SparoCfg
+from ..embedding import SlotEmbedding
+from ..model import _build_readout
+from ..vision import SparoVisionTransformer
+from .configs import BackboneCfg
+
+
+class AnyGridEmbeds:
+    """Mixin for OpenCLIP's ``VisionTransformer``: patch and position embeddings for any crop
+    size, the positional embeddings of the patches resampled (bicubic) to the crop's grid."""
+
+    def _embeds(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(image)  # (B, width, gh, gw)
+        grid = list(x.shape[-2:])
+        x = x.flatten(2).transpose(1, 2)  # (B, gh * gw, width)
+        x = torch.cat([_expand_token(self.class_embedding, x.shape[0]).to(x.dtype), x], dim=1)
+        positions = resample_abs_pos_embed(
+            self.positional_embedding[None], new_size=grid, old_size=list(self.grid_size)
+        )[0]  # (1 + gh * gw, width)
+        x = x + positions.to(x.dtype)
+        return self.ln_pre(self.patch_dropout(x))
+
+
+class ClassTokenViT(AnyGridEmbeds, VisionTransformer):
+    """The class-token baseline: the class token after ``ln_post``, ``(B, width)``, no ``proj``
+    (DINO's representation)."""
+
+    @classmethod
+    def from_vit(cls, vit: VisionTransformer) -> ClassTokenViT:
+        """Specialise a ViT built by OpenCLIP's tower builder, in place."""
+        if type(vit) is not VisionTransformer or vit.attn_pool is not None:
+            raise ValueError("the class-token backbone needs OpenCLIP's plain VisionTransformer.")
+        if vit.pool_type != "tok" or vit.final_ln_after_pool:
+            raise ValueError(
+                "the class-token backbone reads the class token: remove vision_cfg.pool_type "
+                "and vision_cfg.final_ln_after_pool."
+            )
+        vit.__class__ = cls
+        vit.proj = None
+        vit.output_dim = vit.transformer.width
+        return vit
+
+
+class SparoViT(AnyGridEmbeds, SparoVisionTransformer):
+    """The SPARO backbone: ``SparoVisionTransformer`` on crops of any size; its output
+    ``(B, L * V)`` is the concatenation of the normalised, weighted slots (unit norm with the
+    default ``cont``/``const`` slot embedding)."""
+
+
+def build_backbone(cfg: BackboneCfg) -> ClassTokenViT | SparoViT:
+    """Build the backbone ``cfg`` describes with OpenCLIP's own vision tower builder."""
+    vision = CLIPVisionCfg(**cfg.vision_cfg)
+    if vision.timm_model_name or not isinstance(vision.layers, int):
+        raise ValueError(
+            "DINO backbones need OpenCLIP's ViT tower; remove vision_cfg.timm_model_name and "
+            "give vision_cfg.layers as one integer."
+        )
+    if cfg.sparo_cfg is None:
+        return ClassTokenViT.from_vit(_build_vision_tower(vision.width, vision))
+    sparo = SparoCfg.from_dict(cfg.sparo_cfg)
+    reduced = replace(vision, layers=vision.layers - sparo.reduce_depth)
+    vit = _build_vision_tower(sparo.embed_dim, reduced)
+    readout = _build_readout(sparo, vision.width, sparo.attn_dim or vision.head_width)
+    return SparoViT.from_vit(vit, readout, SlotEmbedding(sparo.slot_repr, sparo.slot_weight))

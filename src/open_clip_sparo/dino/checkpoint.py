@@ -1,0 +1,90 @@
+"""DINO run folders and checkpoints.
+
+A training run writes::
+
+    <logs>/<name>/dino_config.json           {"backbone", "backbone_cfg", "head", "image_size",
+                                               "mean", "std"}: what evaluation needs
+    <logs>/<name>/params.json                the training arguments
+    <logs>/<name>/log.jsonl                  one line per logged step
+    <logs>/<name>/checkpoints/epoch_N.pt     {"epoch", "config", "student", "teacher",
+                                               "optimizer", "scaler", "loss", "args"}
+    <logs>/<name>/checkpoints/epoch_latest.pt    the last epoch, replaced every epoch
+
+Evaluation takes the run folder (its latest checkpoint) or one checkpoint file, and uses the
+teacher's backbone, as DINO does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbone import ClassTokenViT, SparoViT, build_backbone
+from .configs import backbone_cfg_from_dict
+
+CONFIG_NAME = "dino_config.json"
+LATEST = "epoch_latest.pt"
+NETWORKS = ("teacher", "student")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's latest checkpoint."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if (folder / LATEST).is_file():
+        return folder / LATEST
+    numbered = [
+        (int(match.group(1)), p)
+        for p in folder.glob("epoch_*.pt")
+        if (match := re.fullmatch(r"epoch_(\d+)\.pt", p.name))
+    ]
+    if not numbered:
+        raise FileNotFoundError(
+            f"{path} is neither a DINO checkpoint nor a run folder with checkpoints/epoch_N.pt."
+        )
+    return max(numbered)[1]
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    checkpoint = torch.load(find_checkpoint(path), map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint:
+        raise ValueError(
+            f"{path} is not a checkpoint of open_clip_sparo.dino.train (no 'config' in it)."
+        )
+    return checkpoint
+
+
+def load_backbone(
+    path: str | Path, network: str = "teacher"
+) -> tuple[ClassTokenViT | SparoViT, dict[str, Any]]:
+    """The ``network`` ("teacher" or "student") backbone of a checkpoint or run folder, and the
+    run config it was trained with."""
+    if network not in NETWORKS:
+        raise ValueError(f"network={network!r} is unknown; use one of {list(NETWORKS)}.")
+    checkpoint = load_checkpoint(path)
+    config = checkpoint["config"]
+    backbone = build_backbone(backbone_cfg_from_dict(config["backbone_cfg"], config["backbone"]))
+    prefix = "backbone."
+    state = {k[len(prefix) :]: v for k, v in checkpoint[network].items() if k.startswith(prefix)}
+    backbone.load_state_dict(state)
+    return backbone, config

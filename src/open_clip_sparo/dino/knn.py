@@ -1,0 +1,96 @@
+"""Weighted k-NN classification on frozen features, DINO's protocol (Caron et al., 2021, §4.1).
+
+    python -m open_clip_sparo.dino.knn --checkpoint RUN --train-data TRAIN --val-data VAL
+
+Features are L2-normalised; each validation image takes its ``k`` nearest training images by
+cosine similarity ``s``, and class ``c`` scores ``sum over those neighbours of class c of
+exp(s / T)``; defaults k = 20, T = 0.07.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .features import (
+    FrozenFeatures,
+    accuracies,
+    add_feature_args,
+    check_out,
+    frozen_features,
+    write_results,
+)
+
+
+@torch.no_grad()
+def knn_scores(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    queries: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Class scores ``(Q, num_classes)`` of ``queries`` ``(Q, D)`` by weighted k-NN over
+    ``train`` ``(N, D)``; the features are normalised here."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    train = F.normalize(train.float(), dim=-1)
+    k = min(k, len(train))
+    scores = []
+    for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size):
+        similarity, neighbours = (chunk @ train.T).topk(k, dim=1)  # (q, k)
+        weights = (similarity / temperature).exp()
+        votes = torch.zeros(len(chunk), num_classes, device=chunk.device)
+        scores.append(votes.scatter_add_(1, train_labels[neighbours], weights))
+    return torch.cat(scores)
+
+
+def knn_accuracies(
+    features: FrozenFeatures, ks: Sequence[int] = (20,), temperature: float = 0.07
+) -> dict[str, dict[str, float]]:
+    """Validation accuracies (percent) of the weighted k-NN classifier, per ``k``."""
+    return {
+        str(k): accuracies(
+            knn_scores(
+                features.train,
+                features.train_labels,
+                features.val,
+                features.num_classes,
+                k,
+                temperature,
+            ),
+            features.val_labels,
+        )
+        for k in ks
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m open_clip_sparo.dino.knn",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_feature_args(parser)
+    parser.add_argument("--k", type=int, nargs="+", default=[20], help="neighbour counts")
+    parser.add_argument("--temperature", type=float, default=0.07)
+    args = parser.parse_args(argv)
+    check_out(args.out)
+    features = frozen_features(args)
+    results = {
+        **features.info,
+        "temperature": args.temperature,
+        "knn": knn_accuracies(features, args.k, args.temperature),
+    }
+    write_results(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+import webdataset as wds
+from data_utils import write_caption_shards, write_image_folder
+from dino_utils import CLASSES
+
+from open_clip_sparo.dino.augment import MultiCrop, eval_transform
+from open_clip_sparo.dino.data import labelled_dataset, shard_urls, train_data
+
+
+def _crops() -> MultiCrop:
+    return MultiCrop(32, 16, num_local=1)
+
+
+def test_image_folder_is_split_between_processes(tmp_path):
+    folder = write_image_folder(tmp_path / "train", CLASSES, per_class=5)  # 20 images
+    data = [train_data(str(folder), _crops(), 4, 0, rank, 2, seed=0) for rank in range(2)]
+    assert data[0].steps_per_epoch == 2  # 10 images a process, batches of 4
+    batches = [list(d.batches(epoch=0)) for d in data]
+    assert len(batches[0]) == 2
+    crops = batches[0][0]
+    assert [tuple(c.shape) for c in crops] == [(4, 3, 32, 32)] * 2 + [(4, 3, 16, 16)]
+    # the two processes see different images
+    assert not torch.equal(batches[0][0][0], batches[1][0][0])
+
+
+def test_shards_are_resampled_with_a_known_epoch_length(tmp_path):
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=6)
+    with pytest.raises(ValueError, match="--train-num-samples"):
+        train_data(pattern, _crops(), 4, 0, 0, 1, seed=0)
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=12)
+    assert data.steps_per_epoch == 3
+    torch.manual_seed(0)
+    first = list(data.batches(1))
+    torch.manual_seed(0)  # as training does at every epoch
+    again = list(data.batches(1))
+    assert len(first) == 3
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a[0], b[0])  # same seed and epoch: same stream
+
+
+def test_sizes_json_gives_the_shard_sizes(tmp_path):
+    write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
+    shards = sorted(p.name for p in tmp_path.glob("*.tar"))
+    (tmp_path / "sizes.json").write_text(json.dumps(dict.fromkeys(shards, 4)))
+    assert train_data(str(tmp_path), _crops(), 2, 0, 0, 1, seed=0).steps_per_epoch == 4
+
+
+def test_too_few_images_for_one_batch(tmp_path):
+    folder = write_image_folder(tmp_path / "train", CLASSES, per_class=1)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train_data(str(folder), _crops(), 4, 0, 0, 2, seed=0)
+
+
+def test_labelled_sets_from_folders_and_cls_shards(tmp_path):
+    folder = write_image_folder(tmp_path / "folder", CLASSES, per_class=2)
+    images = labelled_dataset(str(folder), eval_transform(32))
+    assert [label for _, label in images] == [0, 0, 1, 1, 2, 2, 3, 3]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with wds.TarWriter(str(shards / "0.tar")) as sink:
+        for i, (image, label) in enumerate(labelled_dataset(str(folder), None)):
+            sink.write({"__key__": f"{i:04d}", "png": image, "cls": label})
+    assert shard_urls(str(shards)) == [str(shards / "0.tar")]
+    samples = list(labelled_dataset(str(shards), eval_transform(32)))
+    assert [label for _, label in samples] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert samples[0][0].shape == (3, 32, 32)
+
+
+def test_missing_data_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a folder"):
+        labelled_dataset(str(tmp_path / "nothing"), eval_transform(32))

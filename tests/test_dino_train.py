@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from data_utils import write_image_folder
+from dino_utils import CLASSES, HEAD_ARGS, one_thread
+
+from open_clip_sparo.dino.checkpoint import load_checkpoint
+from open_clip_sparo.dino.train import build_student, main
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("dino") / "train", CLASSES, per_class=8)
+
+
+def _argv(images, out, backbone="sparo-ViT-Ti-8-64", epochs=1, batch=4):
+    return [
+        "--data", str(images),
+        "--backbone", backbone,
+        "--output-dir", str(out),
+        "--epochs", str(epochs),
+        "--batch-size", str(batch),
+        "--workers", "0",
+        "--local-crops-number", "2",
+        "--warmup-epochs", "0",
+        "--lr", "2e-3",
+        "--freeze-last-layer", "0",
+        "--log-every", "1",
+        "--save-frequency", "1",
+        *HEAD_ARGS,
+    ]  # fmt: skip
+
+
+def _distance(a: dict, b: dict) -> float:
+    return sum((a[k].float() - b[k].float()).norm().item() for k in a)
+
+
+@pytest.mark.parametrize("backbone", ["ViT-Ti-8-64", "sparo-ViT-Ti-8-64"])
+def test_two_process_training_moves_student_and_teacher(images, tmp_path, backbone):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    command += ["2", "-m", "open_clip_sparo.dino.train", *_argv(images, out, backbone)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2, 3]  # 32 images / (2 processes x 4)
+    assert len({round(r["loss"], 6) for r in records}) == 4  # the loss changes every step
+    assert records[0]["momentum"] == 0.996
+
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["epoch"] == 1
+    assert json.loads((out / "dino_config.json").read_text()) == checkpoint["config"]
+    initial = build_student(checkpoint["config"], seed=0).state_dict()
+    student, teacher = checkpoint["student"], checkpoint["teacher"]
+    assert _distance(student, initial) > 0
+    # the teacher left the initial weights towards the student, but lags behind it
+    assert 0 < _distance(teacher, initial) < _distance(student, initial)
+    assert _distance(teacher, student) < _distance(initial, student)
+    assert checkpoint["loss"]["center"].abs().sum() > 0
+
+
+def test_resume_continues_the_run_exactly(images, tmp_path):
+    with one_thread():
+        assert main(_argv(images, tmp_path / "straight", epochs=2)) == 0
+        interrupted = tmp_path / "straight" / "checkpoints" / "epoch_1.pt"
+        resumed = [*_argv(images, tmp_path / "resumed", epochs=2), "--resume", str(interrupted)]
+        assert main(resumed) == 0
+    straight, again = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert straight["epoch"] == again["epoch"] == 2
+    for network in ("student", "teacher", "loss"):
+        for key, value in straight[network].items():
+            torch.testing.assert_close(again[network][key], value)
+
+
+def test_existing_runs_are_never_overwritten(images, tmp_path):
+    out = tmp_path / "run"
+    with one_thread():
+        assert main(_argv(images, out, backbone="ViT-Ti-8-64", batch=16)) == 0
+        before = (out / "checkpoints" / "epoch_latest.pt").stat().st_mtime_ns
+        with pytest.raises(FileExistsError, match="--resume latest"):
+            main(_argv(images, out, backbone="ViT-Ti-8-64", batch=16))
+        with pytest.raises(ValueError, match="another model"):
+            main([*_argv(images, out, batch=16), "--resume", "latest"])
+        # a finished run resumed with the same epochs has nothing to do
+        assert (
+            main([*_argv(images, out, backbone="ViT-Ti-8-64", batch=16), "--resume", "latest"]) == 0
+        )
+    assert (out / "checkpoints" / "epoch_latest.pt").stat().st_mtime_ns == before
+
+
+def test_bad_arguments_are_named(images, tmp_path):
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        main([*_argv(images, tmp_path / "a"), "--local-crop-size", "20"])
+    with pytest.raises(ValueError, match="needs a GPU"):
+        main([*_argv(images, tmp_path / "b"), "--precision", "amp", "--device", "cpu"])
