@@ -29,3 +29,20 @@ def test_head_layers_and_gradients():
     assert sum(isinstance(m, torch.nn.GELU) for m in head.mlp) == 2
     head(torch.randn(3, 8)).sum().backward()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
+
+
+def test_batchnorm_takes_out_what_the_batch_shares():
+    """Inputs that share a large component (as a tiny ViT's features do at initialisation) map to
+    nearly one bottleneck direction without BatchNorm, and to spread-out ones with it."""
+    torch.manual_seed(0)
+    inputs = torch.randn(1, 32) * 10 + torch.randn(64, 32) * 0.1  # (64, 32), cosines near 1
+    plain = DinoHead(32, out_dim=10, hidden_dim=48, bottleneck_dim=16)
+    with_bn = DinoHead(32, out_dim=10, hidden_dim=48, bottleneck_dim=16, use_bn=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in with_bn.mlp) == 2
+
+    def mean_cosine(head: DinoHead) -> float:
+        bottleneck = torch.nn.functional.normalize(head.mlp(inputs), dim=-1)
+        return (bottleneck @ bottleneck.T).mean().item()
+
+    assert mean_cosine(plain) > 0.95
+    assert mean_cosine(with_bn) < 0.5

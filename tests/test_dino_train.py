@@ -38,11 +38,13 @@ def _distance(a: dict, b: dict) -> float:
     return sum((a[k].float() - b[k].float()).norm().item() for k in a)
 
 
-@pytest.mark.parametrize("backbone", ["ViT-Ti-8-64", "sparo-ViT-Ti-8-64"])
-def test_two_process_training_moves_student_and_teacher(images, tmp_path, backbone):
+@pytest.mark.parametrize(
+    ("backbone", "head_args"), [("ViT-Ti-8-64", []), ("sparo-ViT-Ti-8-64", ["--head-use-bn"])]
+)
+def test_two_process_training_moves_student_and_teacher(images, tmp_path, backbone, head_args):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
-    command += ["2", "-m", "open_clip_sparo.dino.train", *_argv(images, out, backbone)]
+    command += ["2", "-m", "open_clip_sparo.dino.train", *_argv(images, out, backbone), *head_args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -61,6 +63,9 @@ def test_two_process_training_moves_student_and_teacher(images, tmp_path, backbo
     assert 0 < _distance(teacher, initial) < _distance(student, initial)
     assert _distance(teacher, student) < _distance(initial, student)
     assert checkpoint["loss"]["center"].abs().sum() > 0
+    if head_args:  # the teacher's head BatchNorm ran on batch statistics, updating its own
+        running = [k for k in teacher if k.endswith("running_mean")]
+        assert running and all(teacher[k].abs().sum() > 0 for k in running)
 
 
 def test_resume_continues_the_run_exactly(images, tmp_path):

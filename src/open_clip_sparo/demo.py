@@ -109,6 +109,16 @@ class Demo:
         if code != 0:
             raise RuntimeError(f"{what} failed (exit status {code}); see the output above.")
 
+    def torchrun(self, module: str, run: Path, args: list[str], what: str) -> list[str]:
+        """``python -m module args`` on ``budget.processes`` CPU processes under torchrun, one
+        thread each; a ``run`` folder left by an interrupted demo is resumed. The command."""
+        resume = ["--resume", "latest"] if run.exists() else []
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(self.budget.processes), "-m", module, *args, *resume]
+        env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+        self.check(subprocess.run(command, env=env).returncode, what)
+        return command
+
     # -- the pipeline -----------------------------------------------------------------------
     @property
     def data(self) -> Path:
@@ -139,24 +149,18 @@ class Demo:
     def train(self, model: str, seed: int) -> dict[str, Any]:
         b, manifest = self.budget, self.manifest()
         run = self.run_dir(model, seed)
-        # a run folder left by an interrupted demo: open_clip_train continues it
-        resume = ["--resume", "latest"] if run.exists() else []
         steps_per_epoch = b.train_samples // (b.batch_size * b.processes)
-        command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc_per_node", str(b.processes), "-m", "training.main", "--",
-            "--model", model, "--train-data", manifest["train"]["shards"],
+        args = [
+            "--", "--model", model, "--train-data", manifest["train"]["shards"],
             "--train-num-samples", str(b.train_samples), "--dataset-type", "webdataset",
             "--batch-size", str(b.batch_size), "--epochs", str(b.epochs), "--lr", str(b.lr),
             "--warmup", str(b.warmup), "--wd", "0.1", "--precision", "fp32", "--device", "cpu",
             "--workers", "1", "--seed", str(seed), "--logs", str(run.parent), "--name", run.name,
             "--log-every-n-steps", str(max(1, steps_per_epoch // 10)), "--save-most-recent",
-            *resume,
         ]  # fmt: skip
         if model == SPARO:
-            command += ["--log-slot-stats", str(max(1, steps_per_epoch // 2))]
-        env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-        self.check(subprocess.run(command, env=env).returncode, f"training {model}")
+            args += ["--log-slot-stats", str(max(1, steps_per_epoch // 2))]
+        command = self.torchrun("training.main", run, args, f"training {model}")
         return {"run": str(run), "command": command}
 
     def sparo_eval(

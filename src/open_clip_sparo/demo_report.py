@@ -104,13 +104,7 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
     figures.mkdir(parents=True, exist_ok=True)
     plot_losses(demo, figures / "losses.png")
     plot_tasks(results, figures / "tasks.png")
-    training = {
-        model: [
-            json.loads((demo.steps_dir / f"train-{model}-seed{s}.json").read_text())["seconds"]
-            for s in demo.budget.seeds
-        ]
-        for model in MODELS
-    }
+    training = training_seconds(demo)
     parameters = {model: parameter_count(model) for model in MODELS}
     num_slots = open_clip.get_model_config(SPARO)["sparo_cfg"]["num_slots"]
     manifest = demo.manifest()
@@ -182,15 +176,30 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         ),
         "",
     ]
+    return publish(
+        demo, lines, {"results": results, "parameters": parameters, "training_seconds": training}
+    )
+
+
+def training_seconds(demo: Demo) -> dict[str, list[float]]:
+    """Per model, the wall time of its training on each seed."""
+    return {
+        model: [
+            json.loads((demo.steps_dir / f"train-{model}-seed{s}.json").read_text())["seconds"]
+            for s in demo.budget.seeds
+        ]
+        for model in MODELS
+    }
+
+
+def publish(demo: Demo, lines: list[str], results: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``results.json`` (with the budget), keeping earlier ones."""
     report, results_path = demo.out / "report.md", demo.out / "results.json"
     keep_earlier(report)
     keep_earlier(results_path)
     report.write_text("\n".join(lines))
-    results_path.write_text(
-        json.dumps(
-            {"results": results, "parameters": parameters, "training_seconds": training}, indent=2
-        )
-    )
+    budget = json.loads((demo.out / "budget.json").read_text())
+    results_path.write_text(json.dumps({"budget": budget, **results}, indent=2))
     return report, results_path
 
 

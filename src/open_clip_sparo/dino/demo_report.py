@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from ..demo_report import BASELINE, MODELS, SPARO, format_cell, keep_earlier
+from ..demo_report import BASELINE, MODELS, SPARO, format_cell, publish, training_seconds
 from .backbone import build_backbone
 from .configs import get_backbone_cfg
 from .head import DinoHead
@@ -51,7 +51,13 @@ def parameter_counts(demo: DinoDemo) -> dict[str, dict[str, int]]:
     counts = {}
     for model in MODELS:
         backbone = build_backbone(get_backbone_cfg(model))
-        head = DinoHead(backbone.output_dim, b.out_dim, b.head_hidden_dim, b.head_bottleneck_dim)
+        head = DinoHead(
+            backbone.output_dim,
+            b.out_dim,
+            b.head_hidden_dim,
+            b.head_bottleneck_dim,
+            use_bn=b.head_use_bn,
+        )
         counts[model] = {
             "backbone": sum(p.numel() for p in backbone.parameters()),
             "head": sum(p.numel() for p in head.parameters()),
@@ -143,13 +149,7 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
     b = demo.budget
     results = collect(demo)
     parameters = parameter_counts(demo)
-    training = {
-        model: [
-            json.loads((demo.steps_dir / f"train-{model}-seed{s}.json").read_text())["seconds"]
-            for s in b.seeds
-        ]
-        for model in MODELS
-    }
+    training = training_seconds(demo)
     figures = demo.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     plot_losses(demo, figures / "losses.png")
@@ -165,7 +165,8 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
         f"{crops['local_crop_size']} px, lr {b.lr} (at a batch of "
         f"256) with {b.warmup_epochs} warm-up epoch(s), teacher momentum {b.momentum_teacher} "
         f"to 1, a head of {b.head_hidden_dim} hidden, {b.head_bottleneck_dim} bottleneck and "
-        f"K = {b.out_dim} outputs; seeds {list(b.seeds)}. Then each teacher backbone (`dino`) "
+        + ("BatchNorm in its MLP, " if b.head_use_bn else "")
+        + f"K = {b.out_dim} outputs; seeds {list(b.seeds)}. Then each teacher backbone (`dino`) "
         "and, for reference, the same backbone at its initialisation (`init`) was evaluated on "
         "frozen features of every synthetic classification task: the task's labelled `val` "
         f"split ({b.eval_samples} images) is the k-NN memory and the probe's training set, its "
@@ -208,19 +209,6 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
         "![DINO loss](figures/losses.png)",
         "",
     ]
-    report, results_path = demo.out / "report.md", demo.out / "results.json"
-    keep_earlier(report)
-    keep_earlier(results_path)
-    report.write_text("\n".join(lines))
-    results_path.write_text(
-        json.dumps(
-            {
-                "budget": json.loads((demo.out / "budget.json").read_text()),
-                "results": results,
-                "parameters": parameters,
-                "training_seconds": training,
-            },
-            indent=2,
-        )
+    return publish(
+        demo, lines, {"results": results, "parameters": parameters, "training_seconds": training}
     )
-    return report, results_path

@@ -48,8 +48,14 @@ class FrozenFeatures:
         )
 
 
-def add_feature_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by the evaluations on frozen features."""
+def feature_parser(module: str, description: str | None) -> argparse.ArgumentParser:
+    """The command line of ``python -m <module>`` with the arguments shared by the evaluations
+    on frozen features."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
     add("--checkpoint", required=True, help="a DINO run folder (latest checkpoint) or checkpoint")
     add("--network", choices=NETWORKS, default="teacher", help="which backbone to evaluate")
@@ -60,6 +66,7 @@ def add_feature_args(parser: argparse.ArgumentParser) -> None:
     add("--workers", type=int, default=4)
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
     add("--out", help="write the results here as JSON (never overwritten)")
+    return parser
 
 
 @torch.no_grad()

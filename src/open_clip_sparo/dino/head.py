@@ -14,6 +14,9 @@ class DinoHead(nn.Module):
     """``g``: a 3-layer MLP (GELU) to a ``bottleneck_dim`` bottleneck, L2 normalisation, and a
     weight-normalised linear layer without bias to ``out_dim`` (K) prototype scores.
 
+    ``use_bn`` puts a BatchNorm after each hidden linear layer (DINO's ``use_bn`` option, off by
+    default for ViTs): it takes out what all images of a batch share before the bottleneck.
+
     With ``norm_last_layer`` the weight norm's magnitude is fixed to 1, so the scores are cosines
     with the K prototypes (DINO's default, which it reports as stabilising training).
     """
@@ -26,6 +29,7 @@ class DinoHead(nn.Module):
         bottleneck_dim: int = 256,
         num_layers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -35,7 +39,7 @@ class DinoHead(nn.Module):
         for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             layers.append(nn.Linear(d_in, d_out))
             if i < num_layers - 1:
-                layers.append(nn.GELU())
+                layers += [nn.BatchNorm1d(d_out), nn.GELU()] if use_bn else [nn.GELU()]
         self.mlp = nn.Sequential(*layers)
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):

@@ -9,7 +9,6 @@ exp(s / T)``; defaults k = 20, T = 0.07.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 from .features import (
     FrozenFeatures,
     accuracies,
-    add_feature_args,
     check_out,
+    feature_parser,
     frozen_features,
     write_results,
 )
@@ -72,12 +71,7 @@ def knn_accuracies(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m open_clip_sparo.dino.knn",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_feature_args(parser)
+    parser = feature_parser("open_clip_sparo.dino.knn", __doc__)
     parser.add_argument("--k", type=int, nargs="+", default=[20], help="neighbour counts")
     parser.add_argument("--temperature", type=float, default=0.07)
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ then one linear layer (initialised N(0, 0.01), bias 0, as DINO) is trained with 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ from torch import nn
 from .features import (
     FrozenFeatures,
     accuracies,
-    add_feature_args,
     check_out,
+    feature_parser,
     frozen_features,
     write_results,
 )
@@ -81,12 +80,7 @@ def linear_probe_accuracies(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m open_clip_sparo.dino.linear_probe",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_feature_args(parser)
+    parser = feature_parser("open_clip_sparo.dino.linear_probe", __doc__)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.1, help="peak lr at a batch of 256")
     parser.add_argument("--probe-batch-size", type=int, default=256)

@@ -79,6 +79,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="learn the magnitude of the head's last layer (DINO's norm_last_layer=False)",
     )
+    add(
+        "--head-use-bn",
+        action="store_true",
+        help="BatchNorm in the head's MLP (DINO's use_bn; SyncBatchNorm under DDP on GPU)",
+    )
     add("--freeze-last-layer", type=int, default=1, help="epochs with the last layer frozen")
     add("--clip-grad", type=float, default=3.0, help="max gradient norm; 0 disables")
     add("--global-crop-size", type=int, help="default: the backbone's image size")
@@ -106,6 +111,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             "hidden_dim": args.head_hidden_dim,
             "bottleneck_dim": args.head_bottleneck_dim,
             "norm_last_layer": args.norm_last_layer,
+            "use_bn": args.head_use_bn,
         },
         "image_size": args.global_crop_size,
         "mean": list(IMAGENET_MEAN),
@@ -323,9 +329,13 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
         run = shared[0]
 
     student = build_student(config, args.seed).to(device)
+    if args.head_use_bn and world_size > 1 and device.type == "cuda":
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)  # as DINO; CPU has none
+    teacher = copy.deepcopy(student).requires_grad_(False).eval()
+    teacher.head.train(args.head_use_bn)  # BatchNorm on the batch's statistics, as DINO's teacher
     trainer = Trainer(
         student=student,
-        teacher=copy.deepcopy(student).requires_grad_(False).eval(),
+        teacher=teacher,
         dino_loss=DinoLoss(args.out_dim, args.student_temp, args.center_momentum).to(device),
         optimizer=torch.optim.AdamW(param_groups(student)),
         scaler=torch.amp.GradScaler("cuda") if args.precision == "amp" else None,
