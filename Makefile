@@ -21,7 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 test: install
 	$(BIN)/python -m pytest -n 2 tests
 
-# the README's main job: baseline against SPARO on the synthetic world (about 9 min on 2 cores, install included)
+# the README's main job: baseline against SPARO on the synthetic world (10 min on 2 cores with install)
 demo: install
 	$(BIN)/sparo demo --out runs/demo
 

@@ -49,15 +49,15 @@ class ClipBudget(Budget):
 
 BUDGETS: dict[str, Budget] = {
     "full": ClipBudget(
-        train_samples=6400,
-        shard_size=400,
+        train_samples=4800,
+        shard_size=300,
         eval_samples=250,
         epochs=2,
         batch_size=32,
         processes=2,
         lr=1e-3,
-        warmup=50,
-        seeds=(0,),
+        warmup=40,
+        seeds=(0, 1),
     ),
     "smoke": ClipBudget(
         train_samples=128,
