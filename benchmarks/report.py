@@ -296,6 +296,9 @@ METHOD = """## How the figures are measured
   resident depends on the C allocator's thresholds and on what ran before.
 - Lists of every raw time, FLOP count and byte count, the settings and the machine are in the
   result files.
+- Other devices: `make bench BENCH_ARGS="--device cuda"` measures the same figures on a GPU
+  (fp32 and bf16 autocast) and adds its result files (`*-cuda.json`) beside the CPU ones; the
+  tables above show every result file present.
 """
 
 

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -102,3 +103,16 @@ def test_bad_arguments_are_named(images, tmp_path):
         main([*_argv(images, tmp_path / "a"), "--local-crop-size", "20"])
     with pytest.raises(ValueError, match="needs a GPU"):
         main([*_argv(images, tmp_path / "b"), "--precision", "amp", "--device", "cpu"])
+
+
+def test_bf16_autocast_trains_with_a_finite_loss(images, tmp_path):
+    out = tmp_path / "run"
+    with one_thread():
+        argv = _argv(images, out, backbone="sparo-ViT-Ti-8-64", batch=16)
+        assert main([*argv, "--local-crops-number", "0", "--precision", "amp_bf16"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(math.isfinite(r["loss"]) for r in records)
+    assert (
+        load_checkpoint(out)["student"]["head.last_layer.parametrizations.weight.original1"].dtype
+        == torch.float32
+    )

@@ -6,6 +6,7 @@ documented in docs/dino.md. Command-line jobs::
     python -m open_clip_sparo.dino.train ...          # DINO training (torchrun for DDP)
     python -m open_clip_sparo.dino.knn ...            # weighted k-NN on frozen features
     python -m open_clip_sparo.dino.linear_probe ...   # linear probe on frozen features
+    python -m open_clip_sparo.dino.select ...         # slots chosen by k-NN accuracy
 """
 
 from .backbone import ClassTokenViT, SparoViT, build_backbone

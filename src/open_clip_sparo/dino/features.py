@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..selection import select_slots
 from .augment import eval_transform
+from .backbone import SparoViT
 from .checkpoint import NETWORKS, find_checkpoint, load_backbone
 from .data import labelled_dataset
 
@@ -122,6 +123,7 @@ def extract_features(
         )
     info = {
         "backbone": config["backbone"],
+        "num_slots": backbone.sparo.num_slots if isinstance(backbone, SparoViT) else None,
         "slots": sorted(slots) if slots else None,
         "feature_dim": train.shape[1],
         "num_train": len(train),

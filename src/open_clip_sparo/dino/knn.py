@@ -37,17 +37,29 @@ def knn_scores(
 ) -> torch.Tensor:
     """Class scores ``(Q, num_classes)`` of ``queries`` ``(Q, D)`` by weighted k-NN over
     ``train`` ``(N, D)``; the features are normalised here."""
+    train = F.normalize(train.float(), dim=-1)
+    return torch.cat(
+        [
+            knn_vote(chunk @ train.T, train_labels, num_classes, k, temperature)
+            for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size)
+        ]
+    )
+
+
+def knn_vote(
+    similarity: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """Class scores ``(Q, num_classes)`` from cosine similarities ``(Q, N)`` of queries to the
+    ``N`` training features: each class sums ``exp(s / T)`` over the ``k`` nearest."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
-    train = F.normalize(train.float(), dim=-1)
-    k = min(k, len(train))
-    scores = []
-    for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size):
-        similarity, neighbours = (chunk @ train.T).topk(k, dim=1)  # (q, k)
-        weights = (similarity / temperature).exp()
-        votes = torch.zeros(len(chunk), num_classes, device=chunk.device)
-        scores.append(votes.scatter_add_(1, train_labels[neighbours], weights))
-    return torch.cat(scores)
+    nearest, neighbours = similarity.topk(min(k, similarity.shape[1]), dim=1)  # (Q, k)
+    votes = torch.zeros(len(similarity), num_classes, device=similarity.device)
+    return votes.scatter_add_(1, train_labels[neighbours], (nearest / temperature).exp())
 
 
 def knn_accuracies(
