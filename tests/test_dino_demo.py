@@ -41,7 +41,10 @@ def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
     (demo / "steps" / "report.json").unlink()
     assert sparo(["demo-dino", "--out", str(demo), "--budget", "smoke"]) == 0
     assert "train-ViT-Ti-8-64-seed0: done in an earlier run, reused" in capsys.readouterr().out
-    assert (demo / "report.1.md").read_text() == before
+    expected = before.replace("figures/losses.png", "figures/losses.1.png")
+    assert (demo / "report.1.md").read_text() == expected
+    assert (demo / "figures" / "losses.1.png").stat().st_size > 0
+    assert (demo / "results.1.json").exists()
 
 
 def test_other_budget_in_the_same_folder_is_refused(demo, capsys):

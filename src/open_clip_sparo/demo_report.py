@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 BASELINE, SPARO = "ViT-Ti-8-64", "sparo-ViT-Ti-8-64"
 MODELS = (BASELINE, SPARO)
 SELECTED = SPARO + " + selection"
+CHARTS = ("losses.png", "tasks.png")  # the report's own charts (slot pictures are a step's)
 # the metric reported per task, as CLIP_benchmark names it
 TASK_METRICS = {
     "zeroshot_classification": "acc1",
@@ -120,6 +122,7 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
     results = collect(demo)
     figures = demo.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    keep_earlier(demo.out, CHARTS)
     plot_losses(demo, figures / "losses.png")
     plot_tasks(results, figures / "tasks.png")
     training = training_seconds(demo)
@@ -211,23 +214,40 @@ def training_seconds(demo: Demo) -> dict[str, list[float]]:
 def publish(demo: Demo, lines: list[str], results: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``results.json`` (with the budget), keeping earlier ones."""
     report, results_path = demo.out / "report.md", demo.out / "results.json"
-    keep_earlier(report)
-    keep_earlier(results_path)
     report.write_text("\n".join(lines))
     budget = json.loads((demo.out / "budget.json").read_text())
     results_path.write_text(json.dumps({"budget": budget, **results}, indent=2))
     return report, results_path
 
 
-def keep_earlier(path: Path) -> None:
-    """Move an earlier ``path`` aside (``report.1.md``, ...) so it is never overwritten."""
-    if not path.exists():
+def keep_earlier(out: Path, charts: Sequence[str]) -> None:
+    """Move an earlier report of ``out`` aside under the first free index ``N``, so nothing is
+    overwritten: ``report.N.md``, ``results.N.json`` and ``figures/<chart>.N.png``, the moved
+    report's links pointing to its own charts."""
+    report, results = out / "report.md", out / "results.json"
+    if not (report.exists() or results.exists()):
         return
+
+    def moved(path: Path, index: int) -> Path:
+        return path.with_name(f"{path.stem}.{index}{path.suffix}")
+
+    charts_paths = [out / "figures" / chart for chart in charts]
     index = 1
-    while (moved := path.with_name(f"{path.stem}.{index}{path.suffix}")).exists():
+    while any(moved(p, index).exists() for p in [report, results, *charts_paths]):
         index += 1
-    shutil.move(path, moved)
-    print(f"[demo] kept the earlier {path.name} as {moved.name}", flush=True)
+    text = report.read_text() if report.exists() else None
+    for chart in charts_paths:
+        if chart.exists():
+            target = moved(chart, index)
+            shutil.move(chart, target)
+            if text is not None:
+                text = text.replace(f"(figures/{chart.name})", f"(figures/{target.name})")
+    if text is not None:
+        moved(report, index).write_text(text)
+        report.unlink()
+    if results.exists():
+        shutil.move(results, moved(results, index))
+    print(f"[demo] kept the earlier report and results as report.{index}.md, results.{index}.json")
 
 
 def parse_losses(log: Path) -> list[tuple[float, float]]:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from ..demo_report import BASELINE, MODELS, SPARO, format_cell, publish, training_seconds
+from ..demo_report import (
+    BASELINE,
+    MODELS,
+    SPARO,
+    format_cell,
+    keep_earlier,
+    publish,
+    training_seconds,
+)
 from .backbone import build_backbone
 from .configs import get_backbone_cfg
 from .head import DinoHead
@@ -152,6 +160,7 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
     training = training_seconds(demo)
     figures = demo.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    keep_earlier(demo.out, ["losses.png"])
     plot_losses(demo, figures / "losses.png")
     steps = b.epochs * (b.train_samples // (b.batch_size * b.processes))
     crops = json.loads((demo.run_dir(BASELINE, b.seeds[0]) / "params.json").read_text())
