@@ -124,8 +124,16 @@ def test_shared_queries_are_registered_once_and_learn_from_both_towers():
     assert model.visual.sparo.queries.grad.abs().sum() > 0
 
 
-def trainable(model: torch.nn.Module, prefix: str) -> set[str]:
+TEXT_TOWER = ("token_embedding", "positional_embedding", "transformer.", "ln_final", "text_sparo")
+SHARED_QUERIES = {"num_slots": 16, "slot_dim": 16, "share_queries": True}
+
+
+def trainable(model: torch.nn.Module, prefix: str | tuple[str, ...]) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)}
+
+
+def names(model: torch.nn.Module, prefix: str | tuple[str, ...]) -> set[str]:
+    return {n for n, _ in model.named_parameters() if n.startswith(prefix)}
 
 
 def test_lock_image_tower_freezes_the_readout_too():
@@ -135,9 +143,7 @@ def test_lock_image_tower_freezes_the_readout_too():
     assert "text_sparo.queries" in trainable(model, "text_sparo.")
     model = tiny()
     model.lock_image_tower(unlocked_groups=1)
-    assert trainable(model, "visual.") == {
-        n for n, _ in model.named_parameters() if n.startswith("visual.sparo.")
-    }
+    assert trainable(model, "visual.") == names(model, "visual.sparo.")
     model = tiny()
     model.lock_image_tower(unlocked_groups=2)
     unlocked = trainable(model, "visual.")
@@ -150,28 +156,53 @@ def test_lock_image_tower_freezes_the_readout_too():
 def test_lock_text_tower_freezes_the_readout_too():
     model = tiny()
     model.lock_text_tower()
-    text_names = (
-        "token_embedding",
-        "positional_embedding",
-        "transformer.",
-        "ln_final",
-        "text_sparo",
-    )
-    assert not [
-        n for n, p in model.named_parameters() if p.requires_grad and n.startswith(text_names)
-    ]
+    assert not trainable(model, TEXT_TOWER)
     assert trainable(model, "visual.") and model.logit_scale.requires_grad
     model = tiny()
     model.lock_text_tower(unlocked_layers=1)
-    assert {
-        n for n, p in model.named_parameters() if p.requires_grad and n.startswith(text_names)
-    } == {n for n, _ in model.named_parameters() if n.startswith("text_sparo.")}
+    assert trainable(model, TEXT_TOWER) == names(model, "text_sparo.")
     model = tiny()
     model.lock_text_tower(unlocked_layers=2)
     assert "ln_final.weight" in trainable(model, "ln_final")
     assert "transformer.resblocks.2.attn.in_proj_weight" in trainable(model, "transformer.")
     with pytest.raises(ValueError, match="LayerNorm"):
         model.lock_text_tower(freeze_layer_norm=False)
+
+
+def test_shared_queries_stay_trainable_when_one_tower_is_locked():
+    model = tiny(sparo_cfg=SHARED_QUERIES)
+    model.lock_image_tower()
+    assert trainable(model, "visual.") == {"visual.sparo.queries"}
+    assert trainable(model, TEXT_TOWER) == names(model, TEXT_TOWER)
+    model = tiny(sparo_cfg=SHARED_QUERIES)
+    model.lock_text_tower()
+    assert not trainable(model, TEXT_TOWER)
+    assert trainable(model, "visual.") == names(model, "visual.")
+
+
+@pytest.mark.parametrize("image_first", [True, False])
+def test_shared_queries_freeze_when_both_towers_are_locked(image_first):
+    model = tiny(sparo_cfg=SHARED_QUERIES)
+    locks = [model.lock_image_tower, model.lock_text_tower]
+    for lock in locks if image_first else locks[::-1]:
+        lock()
+    assert trainable(model, "") == {"logit_scale"}
+
+
+def test_shared_queries_follow_a_readout_left_unlocked():
+    model = tiny(sparo_cfg=SHARED_QUERIES)
+    model.lock_text_tower()
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=True)
+    assert trainable(model, "visual.") == names(model, "visual.sparo.")
+    assert "visual.sparo.queries" in names(model, "visual.sparo.")
+    assert not trainable(model, TEXT_TOWER)
+    model = tiny(sparo_cfg=SHARED_QUERIES)
+    model.lock_image_tower()
+    model.lock_text_tower(unlocked_layers=1)
+    assert trainable(model, "visual.") == {"visual.sparo.queries"}
+    assert trainable(model, TEXT_TOWER) == names(model, "text_sparo.")
+    model.lock_text_tower()
+    assert not trainable(model, ("visual.", *TEXT_TOWER))
 
 
 def test_grad_checkpointing_gives_the_same_gradients():

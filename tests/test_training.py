@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import re
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ from training.main import split_args
 from training.model_config import deep_merge, merged_model_config
 from training.patching import patched
 from training.run_config import run_config, write_run_config
-from training.slot_stats import attention_entropy, slot_agreement
+from training.slot_stats import SlotStatsLogger, attention_entropy, slot_agreement
 
 BASELINE = "ViT-Ti-8-64"
 ZERO_SHOT_CLASSES = {
@@ -137,6 +139,35 @@ def test_slot_stats_reach_log_jsonl_and_tensorboard(trained_run: Path) -> None:
     assert "slots/image_attn_entropy_mean" in tags and "slots/slot_agreement/015" in tags
     steps = [e.step for e in events.Scalars("slots/text_attn_entropy_mean")]
     assert steps == list(range(0, 16, 2))
+
+
+def test_slot_stats_reach_wandb_at_the_logged_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[dict[str, float], int]] = []
+    wandb = types.ModuleType("wandb")
+    wandb.log = lambda data, step: calls.append((data, step))
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    torch.manual_seed(0)
+    model = open_clip.create_model(MODEL)
+    images = torch.randn(2, 3, 64, 64)
+    text = open_clip.get_tokenizer(MODEL)(["a red square", "a blue circle"])
+    stats = SlotStatsLogger(model, every=2, run_dir=tmp_path, use_wandb=True)
+    stats.start_epoch(epoch=1, steps_per_epoch=3)  # steps 3, 4, 5, 6
+    for _ in range(4):
+        model(images, text)
+    assert [step for _, step in calls] == [4, 6]
+    names = ("image_attn_entropy", "text_attn_entropy", "slot_agreement")
+    expected = {f"slots/{name}_mean" for name in names}
+    expected |= {f"slots/{name}/{slot:03d}" for name in names for slot in range(16)}
+    records = [
+        json.loads(line) for line in (tmp_path / "slot_stats.jsonl").read_text().splitlines()
+    ]
+    for (scalars, step), record in zip(calls, records, strict=True):
+        assert set(scalars) == expected and record["step"] == step
+        for name in names:
+            assert scalars[f"slots/{name}/015"] == record[name][15]
+            assert scalars[f"slots/{name}_mean"] == pytest.approx(np.mean(record[name]))
 
 
 def test_existing_run_returns_open_clip_train_status(trained_run: Path, shards: str) -> None:

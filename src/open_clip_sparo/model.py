@@ -173,13 +173,30 @@ class SparoCLIP(CLIP):
                 output["logit_bias"] = self.logit_bias
         return output
 
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the image tower, read-out included; ``unlocked_groups`` counts the read-out as
+        the last group (where OpenCLIP counts ``proj``). Shared queries follow both towers."""
+        self.visual.lock(unlocked_groups, freeze_bn_stats)
+        self._update_shared_queries()
+
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the text tower, read-out included; ``unlocked_layers`` counts the read-out as
-        the last group (where OpenCLIP counts ``text_projection``)."""
+        the last group (where OpenCLIP counts ``text_projection``). Shared queries follow both
+        towers."""
         if not freeze_layer_norm:
             raise ValueError("unfreezing LayerNorm is not supported (as in OpenCLIP's CLIP).")
         lock_text_tower(self, max(unlocked_layers - 1, 0))
         self.text_sparo.requires_grad_(unlocked_layers > 0)
+        self._update_shared_queries()
+
+    def _update_shared_queries(self) -> None:
+        """With ``share_queries`` the queries belong to both read-outs: they are frozen only
+        while both read-outs are, whichever tower was locked first."""
+        if not self.sparo_cfg.share_queries:
+            return
+        # a lock freezes or unfreezes a read-out as a whole, so its key projection stands for it
+        keys = (self.visual.sparo.key.weight, self.text_sparo.key.weight)
+        self.visual.sparo.queries.requires_grad_(any(key.requires_grad for key in keys))
 
     def no_weight_decay(self) -> set[str]:
         names = set(super().no_weight_decay())
