@@ -3,7 +3,12 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from benchmark_data import save_tiny_model, write_sugar_crepe, write_wds_retrieval
+from benchmark_data import (
+    save_tiny_model,
+    write_sugar_crepe,
+    write_wds_classification,
+    write_wds_retrieval,
+)
 from PIL import Image
 
 from open_clip_sparo import cli, evaluation
@@ -187,3 +192,81 @@ def test_select_rejects_unknown_metric(tiny, tmp_path):
     argv += ["--dataset", "sugar_crepe/add_att", "--dataset_root", str(root), "--metric", "acc1"]
     with pytest.raises(ValueError, match=r"not a metric of image_caption_selection.*'acc'"):
         select_main([*argv, "--cache_dir", str(tmp_path), "--out", str(tmp_path / "s.json")])
+
+
+def test_select_on_zero_shot_classification(tiny, tmp_path):
+    """End to end on a classification set: the reported subset metrics are those of
+    `sparo eval --slots` on the report split."""
+    root = tmp_path / "cls"
+    classes = ["cat", "dog", "car", "tree", "boat", "bird"]
+    write_wds_classification(root, classes, per_class=2, split="train")
+    write_wds_classification(root, classes, per_class=2, split="test", seed=50)
+    common = ["--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny), "--dataset", "wds/c"]
+    common += ["--dataset_root", str(root)]
+    out = tmp_path / "slots.json"
+    argv = ["select", *common, "--selection_split", "train", "--max_slots", "4"]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--batch_size", "4", "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["task"] == "zeroshot_classification" and result["metric"] == "acc1"
+    assert result["slots"] and set(result["slots"]) <= set(range(16))
+    assert result["protocol"]["report"] == {"split": "test", "root": str(root), "items": 12}
+    steps = result["steps"]
+    assert [len(step["slots"]) for step in steps] == [1, 2, 3, 4]
+    chosen = next(step for step in steps if step["slots"] == result["slots"])
+    assert chosen["selection"] == max(step["selection"] for step in steps)
+    for part in ("all_slots", "selected"):
+        metrics = result["report"][part]
+        assert set(metrics) == {"acc1", "acc5", "mean_per_class_recall"}
+        assert all(0 <= value <= 1 for value in metrics.values())
+        assert metrics["acc1"] <= metrics["acc5"]
+    assert result["report"]["selected"]["acc1"] == chosen["report"]
+    reported = tmp_path / "eval.json"
+    argv = ["eval", *common, "--slots", str(out), "--no_amp", "--num_workers", "0", "--quiet"]
+    assert cli.main([*argv, "--output", str(reported)]) == 0
+    evaluated = json.loads(reported.read_text())
+    assert evaluated["metrics"] == pytest.approx(result["report"]["selected"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        ["--selection_split", "test"],
+        ["--selection_dataset_root", "{root}"],
+        ["--selection_split", "test", "--selection_dataset_root", "{root}/../r"],
+        ["--selection_dataset_root", "{parent}/{{dataset}}"],
+    ],
+    ids=["same-split", "same-root", "same-resolved-root", "same-filled-template"],
+)
+def test_select_refuses_to_select_on_the_report_data(tiny, tmp_path, selection):
+    root = tmp_path / "r"
+    selection = [arg.format(root=root, parent=tmp_path) for arg in selection]
+    argv = ["--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny), "--dataset", "wds/r"]
+    argv += ["--dataset_root", str(root), "--split", "test", *selection]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "slots.json")]
+    with pytest.raises(
+        ValueError,
+        match=r"selection part \(--selection_split test, --selection_dataset_root .*\) is the "
+        r"report part \(--split test, --dataset_root .*pass neither to divide --split by --seed",
+    ):
+        select_main(argv)
+    assert not (tmp_path / "slots.json").exists() and not (tmp_path / "cache").exists()
+
+
+def test_select_fails_clearly_on_missing_data(tiny, tmp_path, capsys):
+    """Missing report or selection data fail before any download, naming what is missing."""
+    root = write_wds_retrieval(tmp_path / "ret", [[f"photo {i}"] for i in range(4)])
+    argv = ["select", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny)]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "slots.json")]
+    retrieval = [*argv, "--dataset", "wds/r", "--task", "zeroshot_retrieval", "--batch_size", "4"]
+    missing = tmp_path / "nowhere"
+    assert cli.main([*retrieval, "--dataset_root", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("sparo select: error: WebDataset wds/r (test) is incomplete")
+    assert str(missing / "test" / "nshards.txt") in error
+    retrieval += ["--dataset_root", str(root), "--selection_dataset_root", str(missing)]
+    assert cli.main(retrieval) == 1
+    assert str(missing / "test" / "nshards.txt") in capsys.readouterr().err
+    assert cli.main([*argv, "--dataset", "imagenetv2", "--dataset_root", str(missing)]) == 1
+    assert f"{missing}, which is missing; nothing is downloaded" in capsys.readouterr().err
+    assert not missing.exists() and not (tmp_path / "slots.json").exists()

@@ -163,6 +163,43 @@ def test_missing_files_are_listed_before_any_download(tmp_path):
         evaluation.check_dataset_files("flickr30k", str(tmp_path), "test", "auto")
 
 
+@pytest.mark.parametrize(
+    "dataset", ["imagenetv2", "imagenet_sketch", "imagenet-a", "imagenet-r", "objectnet", "cifar10"]
+)
+def test_other_datasets_need_a_populated_root(tmp_path, dataset):
+    root = tmp_path / "root"
+    with pytest.raises(FileNotFoundError, match=r"root, which is missing; nothing is downloaded"):
+        evaluation.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    root.mkdir()
+    with pytest.raises(FileNotFoundError, match="which is empty"):
+        evaluation.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    (root / "images").mkdir()
+    evaluation.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileNotFoundError, match="which is not a folder"):
+        evaluation.check_dataset_files(dataset, str(tmp_path / "file"), "test", "auto")
+
+
+def test_datasets_without_local_data_are_not_checked(tmp_path):
+    evaluation.check_dataset_files("dummy", str(tmp_path / "none"), "test", "auto")
+    evaluation.check_dataset_files("wds/x", "https://example.org/x", "test", "zeroshot_retrieval")
+
+
+def test_missing_roots_never_reach_clip_benchmark(data, tmp_path, monkeypatch):
+    """CLIP_benchmark would download imagenetv2 into the missing root despite download=False."""
+
+    def downloading(*_, **__):
+        raise AssertionError("CLIP_benchmark's build_dataset was called")
+
+    monkeypatch.setattr(evaluation.builder, "build_dataset", downloading)
+    with pytest.raises(FileNotFoundError, match=r"data.imagenetv2, which is missing"):
+        evaluation.build_dataset("imagenetv2", str(tmp_path / "data" / "{dataset}"), None)
+    args = [*model_args(data), "--dataset", "imagenetv2", "--dataset_root", str(tmp_path / "v2")]
+    with pytest.raises(FileNotFoundError, match="pass --dataset_root to a prepared copy"):
+        evaluation.main([*args, "--quiet", "--output", str(tmp_path / "r.json")])
+    assert not (tmp_path / "v2").exists() and not (tmp_path / "r.json").exists()
+
+
 def test_clip_benchmark_is_left_as_it_was(data, tmp_path):
     accuracy, probe = zeroshot_classification.accuracy, linear_probe.evaluate
     run_eval(

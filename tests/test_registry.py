@@ -52,3 +52,20 @@ def test_a_changed_factory_is_reported(monkeypatch):
     monkeypatch.delattr(factory, "CoCa")
     with pytest.raises(RuntimeError, match="pinned"):
         open_clip_sparo.register()
+
+
+@pytest.mark.parametrize("custom_text", [True, False])
+def test_coca_route_is_refused(monkeypatch, custom_text):
+    """A config with a ``multimodal_cfg`` and custom text takes OpenCLIP's CoCa route: a plain
+    one builds a CoCa, a SPARO one fails naming what to remove; without custom text (OpenCLIP's
+    CLIP route) it fails the same way."""
+    multimodal = {"multimodal_cfg": {"width": 128, "heads": 4, "layers": 1}}
+    multimodal |= {"custom_text": True} if custom_text else {}
+    plain = {**open_clip.get_model_config("ViT-Ti-8-64"), **multimodal}
+    sparo = {**open_clip.get_model_config("sparo-ViT-Ti-8-64"), **multimodal}
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "coca-Ti-8-64", plain)
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "sparo-coca-Ti-8-64", sparo)
+    if custom_text:
+        assert type(open_clip.create_model("coca-Ti-8-64")) is open_clip.CoCa
+    with pytest.raises(ValueError, match=r"CoCa route.*remove .*`multimodal_cfg`"):
+        open_clip.create_model("sparo-coca-Ti-8-64")

@@ -133,6 +133,24 @@ def test_cache_is_reused_and_keyed_by_weights(setup, tmp_path, monkeypatch):
     assert not torch.equal(fresh.images, first.images)
 
 
+def test_cache_follows_the_data_of_a_template_root(setup, tmp_path):
+    """The cache key lists the files of the filled root, so changed data is encoded again."""
+    _, _, loaded = setup
+    folder = tmp_path / "data" / "tiny"
+    template = str(tmp_path / "data" / "{dataset}")
+    cached = {"task": "zeroshot_classification", "cache_dir": tmp_path / "cache", "batch_size": 4}
+    write_wds_classification(folder, CLASSES, per_class=1)
+    first = slot_similarities(loaded, "wds/tiny", template, **cached)
+    write_wds_classification(folder, CLASSES, per_class=2, seed=7)
+    changed = slot_similarities(loaded, "wds/tiny", template, **cached)
+    fresh = slot_similarities(
+        loaded, "wds/tiny", str(folder), task="zeroshot_classification", batch_size=4
+    )
+    assert (first.num_items, changed.num_items) == (len(CLASSES), 2 * len(CLASSES))
+    torch.testing.assert_close(changed.images, fresh.images)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
 def test_retrieval_subset_keeps_the_captions_of_its_images():
     generator = torch.Generator().manual_seed(0)
     images, texts = (

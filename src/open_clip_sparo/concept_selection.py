@@ -24,6 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from .evaluation import fill_root
 from .loading import LoadedModel, add_model_args, load_model
 from .similarity import TASKS, SlotSimilarities, SubsetSums, slot_similarities
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    _check_parts_differ(args)
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     existing = [str(p) for p in (out, plot) if p.exists()]
@@ -294,6 +296,27 @@ def _search(
         if args.search == "forward":
             return forward_selection(num_slots, selection.slot_sums, counted, args.max_slots)
         return backward_elimination(num_slots, selection.slot_sums, counted)
+
+
+def _check_parts_differ(args: argparse.Namespace) -> None:
+    """Refuse a selection split and root that are the report's: selecting slots on the data
+    they are reported on would overstate the result."""
+    if args.selection_split is None and args.selection_dataset_root is None:
+        return  # --selection_fraction divides --split into disjoint parts
+    split = args.selection_split or args.split
+    root = args.selection_dataset_root or args.dataset_root
+
+    def resolved(path: str) -> Path:
+        return Path(fill_root(args.dataset, path)).resolve()
+
+    if split == args.split and resolved(root) == resolved(args.dataset_root):
+        raise ValueError(
+            f"the selection part (--selection_split {split}, --selection_dataset_root {root}) "
+            f"is the report part (--split {args.split}, --dataset_root {args.dataset_root}): "
+            "slots chosen on the data they are reported on overstate the result. Select on "
+            "other data (another --selection_split or --selection_dataset_root, e.g. a "
+            "validation split), or pass neither to divide --split by --seed."
+        )
 
 
 def _parts(

@@ -10,7 +10,8 @@ Every argument of ``clip_benchmark eval`` works unchanged; in addition:
   slots used;
 - results are never overwritten (``--skip_existing`` skips them, as in CLIP_benchmark);
 - datasets are never downloaded: missing files of ``wds/*``, ``sugar_crepe/*``,
-  ``mscoco_captions``, ``flickr8k``/``flickr30k`` and ``imagenet1k`` fail first, listed.
+  ``mscoco_captions``, ``flickr8k``/``flickr30k`` and ``imagenet1k`` fail first, listed; any
+  other dataset fails first when its root is missing or empty.
 
 Fixes for the pinned stack live here, not upstream: NumPy 2 rejects the ``float(array)`` in
 CLIP_benchmark's top-k accuracy, and its linear probe asserts CUDA; on a machine without CUDA the
@@ -83,10 +84,12 @@ def check_dataset_files(
 ) -> None:
     """Fail before any work when a local dataset lacks files, listing what is expected.
 
-    Covers the datasets CLIP_benchmark would otherwise try to download with wget or kaggle
-    (``sugar_crepe/*``, ``mscoco_captions``, ``flickr8k``/``flickr30k``, ``imagenet1k``) and the
-    offline ``wds/*`` layout; nothing is ever downloaded. Other datasets are left to
-    CLIP_benchmark.
+    Lists the files of the offline ``wds/*`` layout and of the datasets CLIP_benchmark would
+    otherwise fetch with wget or kaggle (``sugar_crepe/*``, ``mscoco_captions``,
+    ``flickr8k``/``flickr30k``, ``imagenet1k``). Any other dataset needs ``root`` to be a
+    non-empty folder: CLIP_benchmark downloads ``imagenetv2``, ``imagenet-a``, ``objectnet``,
+    ... into a missing root whatever ``download`` says. Nothing is ever downloaded; ``root`` is
+    already filled (:func:`fill_root`).
     """
     base = Path(root)
     if dataset.startswith("wds/") and "://" not in root:
@@ -109,6 +112,8 @@ def check_dataset_files(
         _require([base, annotations], f"{dataset} ({split}, Karpathy split)")
     elif dataset == "imagenet1k":
         _require([base], "ImageNet-1k (torchvision's ImageNet layout)")
+    elif dataset != "dummy" and "://" not in root:
+        _require_populated_folder(base, dataset)
 
 
 def _webdataset_files(dataset: str, base: Path, split: str, task: str) -> list[Path]:
@@ -128,6 +133,13 @@ def _webdataset_files(dataset: str, base: Path, split: str, task: str) -> list[P
     return expected
 
 
+def fill_root(dataset: str, root: str) -> str:
+    """``root`` with CLIP_benchmark's placeholders ``{dataset}`` and ``{dataset_cleaned}`` filled
+    in as ``clip_benchmark eval`` fills them (``wds/`` dropped, ``/`` as ``-``)."""
+    name = dataset.removeprefix("wds/")
+    return root.format(dataset=name, dataset_cleaned=name.replace("/", "-"))
+
+
 def build_dataset(
     dataset: str,
     root: str,
@@ -138,11 +150,10 @@ def build_dataset(
 ) -> torch.utils.data.Dataset:
     """CLIP_benchmark's ``build_dataset`` after :func:`check_dataset_files`; never downloads.
 
-    ``root`` may hold CLIP_benchmark's placeholders ``{dataset}`` and ``{dataset_cleaned}``,
-    filled in as ``clip_benchmark eval`` fills them (``wds/`` dropped, ``/`` as ``-``).
+    ``root`` may hold CLIP_benchmark's placeholders ``{dataset}`` and ``{dataset_cleaned}``
+    (see :func:`fill_root`).
     """
-    name = dataset.removeprefix("wds/")
-    root = root.format(dataset=name, dataset_cleaned=name.replace("/", "-"))
+    root = fill_root(dataset, root)
     task = default_task(dataset) if task == "auto" else task
     check_dataset_files(dataset, root, split, task, kwargs.get("annotation_file"))
     return builder.build_dataset(
@@ -325,3 +336,13 @@ def _require(paths: Sequence[Path], what: str) -> None:
         raise FileNotFoundError(
             f"{what} is incomplete; missing: {missing}. Expected: {[str(p) for p in paths]}."
         )
+
+
+def _require_populated_folder(base: Path, dataset: str) -> None:
+    if base.is_dir() and any(base.iterdir()):
+        return
+    state = "is empty" if base.is_dir() else "is not a folder" if base.exists() else "is missing"
+    raise FileNotFoundError(
+        f"{dataset} expects its data in the folder {base}, which {state}; nothing is "
+        f"downloaded: pass --dataset_root to a prepared copy of {dataset}."
+    )

@@ -58,6 +58,8 @@ def _dispatch(original: type) -> Callable[..., Any]:
     @functools.wraps(original, updated=())
     def build(*args: Any, **kwargs: Any) -> Any:
         if "sparo_cfg" in kwargs:
+            if "multimodal_cfg" in kwargs:  # a CoCa config without custom_text
+                raise _route_error("CoCa")
             return SparoCLIP(*args, **kwargs)
         return original(*args, **kwargs)
 
@@ -69,15 +71,19 @@ def _reject_sparo(original: type) -> Callable[..., Any]:
     @functools.wraps(original, updated=())
     def build(*args: Any, **kwargs: Any) -> Any:
         if "sparo_cfg" in kwargs:
-            raise ValueError(
-                f"a SPARO config reached OpenCLIP's {original.__name__} route; SPARO models use "
-                "OpenCLIP's own text transformer: remove `custom_text`, `hf_model_name` or "
-                "`multimodal_cfg` from the config and do not pass force_custom_text=True."
-            )
+            raise _route_error(original.__name__)
         return original(*args, **kwargs)
 
     setattr(build, _MARK, True)
     return build
+
+
+def _route_error(route: str) -> ValueError:
+    return ValueError(
+        f"a SPARO config reached OpenCLIP's {route} route; SPARO models use OpenCLIP's own text "
+        "transformer: remove `custom_text`, `hf_model_name` or `multimodal_cfg` from the config "
+        "and do not pass force_custom_text=True."
+    )
 
 
 def _register_configs() -> None:

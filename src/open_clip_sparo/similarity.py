@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .evaluation import build_dataset, dataloader, default_task
+from .evaluation import build_dataset, dataloader, default_task, fill_root
 from .loading import LoadedModel
 
 TASKS = ("zeroshot_classification", "zeroshot_retrieval", "image_caption_selection")
@@ -302,7 +302,7 @@ def _cache_key(
     task: str,
     dataset_kwargs: dict[str, Any],
 ) -> dict[str, Any]:
-    root_path = Path(root).resolve()
+    root_path = Path(fill_root(dataset, root)).resolve()  # the folder build_dataset reads
     listed = [root_path, root_path / split] if root_path.is_dir() else []
     files = [
         [str(p), p.stat().st_size, p.stat().st_mtime_ns]
