@@ -36,6 +36,7 @@ from .world import (
     POSITIONS,
     SEEN_PAIRS,
     SHAPES,
+    SIZES,
     Scene,
     hard_negative,
     render,
@@ -64,6 +65,12 @@ CLASSIFICATION: dict[str, tuple[tuple, list[str], Callable[[Scene], str], list[s
         list(SHAPES),
         lambda s: s.objects[0].shape,
         ["a {c}.", "a photo of a {c}."],
+    ),
+    "size": (
+        SEEN_PAIRS,
+        list(SIZES),
+        lambda s: s.objects[0].size,
+        ["a {c} shape.", "a {c} object."],
     ),
     "position": (
         SEEN_PAIRS,
