@@ -31,7 +31,11 @@ def test_demo_writes_report_and_results(demo):
         assert read_losses(demo / "runs" / f"{model}-seed0" / "log.jsonl")
     parameters = results["parameters"]
     assert parameters["sparo-ViT-Ti-8-64"]["backbone"] <= parameters["ViT-Ti-8-64"]["backbone"]
+    for stage in STAGES:  # SPARO's k-NN on slots chosen within the memory set
+        for entry in results["results"]["sparo-ViT-Ti-8-64"][stage].values():
+            assert 0.0 <= entry["knn_selected"]["mean"] <= 100.0
     report = (demo / "report.md").read_text()
+    assert "Concept selection for SPARO" in report
     assert all(task.removeprefix("wds/") in report for task in tasks)
     assert (demo / "figures" / "losses.png").stat().st_size > 0
 

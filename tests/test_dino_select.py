@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from open_clip_sparo.dino.features import FrozenFeatures
 from open_clip_sparo.dino.knn import knn_scores
 from open_clip_sparo.dino.knn import main as knn_main
-from open_clip_sparo.dino.select import main, select_knn_slots, slot_sums
+from open_clip_sparo.dino.select import (
+    main,
+    restrict,
+    select_knn_slots,
+    select_on_memory,
+    slot_sums,
+)
 
 NUM_SLOTS, SLOT_DIM = 6, 4
 
@@ -65,6 +71,23 @@ def test_search_finds_the_slot_that_carries_the_labels(search):
     all_slots = 100.0 * (scores.argmax(1) == features.val_labels).float().mean().item()
     assert chosen.value >= all_slots
     assert len(steps) == NUM_SLOTS
+
+
+def test_restrict_keeps_only_the_chosen_slots():
+    features = _features(0)
+    kept = restrict(features, [1, 4], NUM_SLOTS)
+    for full, part in ((features.train, kept.train), (features.val, kept.val)):
+        full, part = full.unflatten(1, (NUM_SLOTS, -1)), part.unflatten(1, (NUM_SLOTS, -1))
+        torch.testing.assert_close(part[:, [1, 4]], full[:, [1, 4]])
+        assert part[:, [0, 2, 3, 5]].abs().sum() == 0
+    assert kept.info["slots"] == [1, 4]
+
+
+def test_selection_within_the_memory_finds_the_informative_slot():
+    features = _features(1, informative=4)
+    result = select_on_memory(features, NUM_SLOTS, k=5, seed=0)
+    assert result["slots"] == [4]
+    assert result["top1"] == 100.0 and result["selection_top1"] == 100.0
 
 
 def test_search_rejects_an_unknown_search():

@@ -9,7 +9,9 @@ classification task; write ``report.md`` and ``results.json``. An earlier report
 a new name, never overwritten.
 
 Each task's labelled ``val`` split is the k-NN memory and the probe's training set; its ``test``
-split (other images, drawn from another seed) is what is classified.
+split (other images, drawn from another seed) is what is classified. For the SPARO backbone,
+slots are also chosen by k-NN accuracy within the ``val`` split (one seeded half queries the
+other) and the chosen slots classify the ``test`` split.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .demo_report import write_report
 from .features import extract_features
 from .knn import knn_accuracies
 from .linear_probe import linear_probe_accuracies
+from .select import select_on_memory
 from .train import build_student
 
 KNN_K, KNN_TEMPERATURE = 20, 0.07
@@ -148,6 +151,10 @@ class DinoDemo(Demo):
                     "knn": knn_accuracies(features, [KNN_K], KNN_TEMPERATURE)[str(KNN_K)],
                     "linear_probe": linear_probe_accuracies(features, seed=seed),
                 }
+                if num_slots := features.info["num_slots"]:
+                    results[stage][dataset]["knn_selected"] = select_on_memory(
+                        features, num_slots, KNN_K, KNN_TEMPERATURE, seed
+                    )
                 self.say(
                     f"  {model} ({stage}) {dataset}: k-NN "
                     f"{results[stage][dataset]['knn']['top1']:.1f}, linear probe "

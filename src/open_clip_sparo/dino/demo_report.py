@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 READOUTS = {BASELINE: "class token", SPARO: "SPARO"}
 PROTOCOLS = {"knn": "k-NN", "linear_probe": "linear probe"}
+SELECTED = "knn_selected"  # SPARO only: k-NN on slots chosen within the memory set
 STAGES = ("init", "dino")  # each backbone at its initialisation, and its trained DINO teacher
 
 
@@ -43,7 +44,7 @@ def collect(demo: DinoDemo) -> dict[str, Any]:
             results[model][stage] = {}
             for dataset, entry in runs[0][stage].items():
                 results[model][stage][dataset] = {"classes": entry["classes"]}
-                for protocol in PROTOCOLS:
+                for protocol in [*PROTOCOLS, *({SELECTED} & set(entry))]:
                     values = [run[stage][dataset][protocol]["top1"] for run in runs]
                     results[model][stage][dataset][protocol] = {
                         "per_seed": values,
@@ -153,6 +154,35 @@ def accuracy_table(results: dict[str, Any], protocol: str) -> list[str]:
     return lines
 
 
+def selection_table(demo: DinoDemo, results: dict[str, Any]) -> list[str]:
+    """SPARO's k-NN on all slots and on the slots chosen within the memory set, per stage."""
+    slots = {
+        stage: {
+            dataset: [
+                len(
+                    json.loads(demo.eval_file(SPARO, seed).read_text())[stage][dataset][SELECTED][
+                        "slots"
+                    ]
+                )
+                for seed in demo.budget.seeds
+            ]
+            for dataset in results[SPARO][stage]
+        }
+        for stage in STAGES
+    }
+    header = " | ".join(f"all slots ({s}) | selected ({s}) | slots chosen ({s})" for s in STAGES)
+    lines = [f"| task | {header} |", "| --- |" + " --- |" * (3 * len(STAGES))]
+    for dataset in results[SPARO]["dino"]:
+        cells = " | ".join(
+            f"{format_cell(results[SPARO][s][dataset]['knn'])} | "
+            f"{format_cell(results[SPARO][s][dataset][SELECTED])} | "
+            f"{', '.join(map(str, slots[s][dataset]))}"
+            for s in STAGES
+        )
+        lines.append(f"| {dataset.removeprefix('wds/')} | {cells} |")
+    return lines
+
+
 def write_report(demo: DinoDemo) -> tuple[Path, Path]:
     b = demo.budget
     results = collect(demo)
@@ -195,6 +225,14 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
         "## Linear probe (standardised features, SGD, 100 epochs), top-1 accuracy (%)",
         "",
         *accuracy_table(results, "linear_probe"),
+        "",
+        "## Concept selection for SPARO: k-NN on selected slots, top-1 accuracy (%)",
+        "",
+        "Slots chosen by greedy forward selection (`open_clip_sparo.dino.select`) within each "
+        "task's `val` split alone (a seeded half queries the other half), then the `test` split "
+        "classified on the chosen slots against the whole `val` split, beside all slots.",
+        "",
+        *selection_table(demo, results),
         "",
         "`classes` counts the classes present in the task's `val` split. `object` and "
         "`object_unseen` are the 24 colour-shape pairs; `object_unseen` shows only the four "

@@ -17,12 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
 from ..concept_selection import (
     SEARCHES,
     Step,
     backward_elimination,
     best_step,
     forward_selection,
+    split_items,
 )
 from ..similarity import SubsetSums
 from .features import (
@@ -79,6 +82,40 @@ def select_knn_slots(
     else:
         steps = backward_elimination(num_slots, term, value)
     return best_step(steps), steps
+
+
+def restrict(features: FrozenFeatures, slots: Sequence[int], num_slots: int) -> FrozenFeatures:
+    """``features`` with every slot outside ``slots`` set to zero (k-NN renormalises, as
+    ``select_slots`` does)."""
+    mask = torch.zeros(num_slots, 1)
+    mask[list(slots)] = 1
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        return (x.unflatten(1, (num_slots, -1)) * mask.to(x)).flatten(1)
+
+    info = {**features.info, "slots": sorted(slots)}
+    return FrozenFeatures(
+        apply(features.train), features.train_labels, apply(features.val), features.val_labels, info
+    )
+
+
+def select_on_memory(
+    features: FrozenFeatures, num_slots: int, k: int = 20, temperature: float = 0.07, seed: int = 0
+) -> dict[str, Any]:
+    """Slots chosen without the validation images: a seeded half of the training (memory) set
+    queries the other half; then k-NN of the validation images on the chosen slots, against the
+    whole memory, next to all slots."""
+    memory, queries = split_items(len(features.train), 0.5, seed)
+    inner = FrozenFeatures(
+        features.train[memory],
+        features.train_labels[memory],
+        features.train[queries],
+        features.train_labels[queries],
+        {},
+    )
+    chosen, _ = select_knn_slots(inner, num_slots, k, temperature)
+    selected = knn_accuracies(restrict(features, chosen.slots, num_slots), [k], temperature)
+    return {"slots": list(chosen.slots), "selection_top1": chosen.value, **selected[str(k)]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
