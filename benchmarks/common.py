@@ -103,6 +103,19 @@ def start_run(args: argparse.Namespace, benchmark: str) -> tuple[Path, list[str]
     return (path, *select_precisions(args.precisions, args.device))
 
 
+def run_settings(
+    args: argparse.Namespace, precisions: list[str], skipped: dict[str, str], step: str
+) -> dict[str, Any]:
+    """How a run measured, as its result file records it; ``step`` says what one timed run is."""
+    return {
+        "precisions": precisions,
+        "skipped_precisions": skipped,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "step": step,
+    }
+
+
 def parse_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type not in ("cpu", "cuda"):

@@ -21,12 +21,13 @@ from benchmarks.common import (
     format_ratios,
     paired_ratio,
     run_header,
+    run_settings,
     start_run,
     summarize,
     time_interleaved,
     write_result,
 )
-from benchmarks.models import add_model_args, build_pair, make_batch
+from benchmarks.models import add_model_args, batch_size, build_pair, make_batch
 
 CUDA_BATCH = 256
 ENCODERS = ("encode_image", "encode_text")
@@ -89,15 +90,9 @@ def bench_encoder(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path, precisions, skipped = start_run(args, "inference")
-    batch = args.batch or (8 if args.device.type == "cpu" else CUDA_BATCH)
-    settings = {
-        "batch": batch,
-        "precisions": precisions,
-        "skipped_precisions": skipped,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "step": "one encode_image or encode_text call in inference mode, model in eval mode",
-    }
+    batch = batch_size(args, CUDA_BATCH)
+    step = "one encode_image or encode_text call in inference mode, model in eval mode"
+    settings = {"batch": batch, **run_settings(args, precisions, skipped, step)}
     results = []
     for pair in args.pairs:
         models = build_pair(pair, args.device)

@@ -39,6 +39,11 @@ def add_model_args(parser: argparse.ArgumentParser, cuda_batch: int) -> None:
     )
 
 
+def batch_size(args: argparse.Namespace, cuda_batch: int) -> int:
+    """``--batch``, else 8 on CPU and ``cuda_batch`` on CUDA."""
+    return args.batch or (8 if args.device.type == "cpu" else cuda_batch)
+
+
 def build_pair(pair: tuple[str, str], device: torch.device) -> dict[str, torch.nn.Module]:
     """Both models, randomly initialised from the same seed, as OpenCLIP's factory builds them."""
     models = {}

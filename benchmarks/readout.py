@@ -22,6 +22,7 @@ from benchmarks.common import (
     format_ratios,
     peak_memory,
     run_header,
+    run_settings,
     start_run,
     summarize,
     time_interleaved,
@@ -131,13 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "vision": (args.vision_tokens, args.vision_width),
         "text": (args.text_tokens, args.text_width),
     }
-    settings = {
-        "precisions": precisions,
-        "skipped_precisions": skipped,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "step": "forward, backward of a fixed random gradient of the slots",
-    }
+    step = "forward, backward of a fixed random gradient of the slots"
+    settings = run_settings(args, precisions, skipped, step)
     results = []
     for precision in precisions:
         for case, (num_tokens, width) in cases.items():

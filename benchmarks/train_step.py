@@ -23,6 +23,7 @@ from benchmarks.common import (
     format_ratios,
     peak_memory,
     run_header,
+    run_settings,
     start_run,
     summarize,
     tensor_bytes,
@@ -30,7 +31,7 @@ from benchmarks.common import (
     time_ratios,
     write_result,
 )
-from benchmarks.models import add_model_args, build_pair, make_batch
+from benchmarks.models import add_model_args, batch_size, build_pair, make_batch
 
 CUDA_BATCH = 128
 
@@ -97,15 +98,9 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path, precisions, skipped = start_run(args, "train_step")
-    batch = args.batch or (8 if args.device.type == "cpu" else CUDA_BATCH)
-    settings = {
-        "batch": batch,
-        "precisions": precisions,
-        "skipped_precisions": skipped,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "step": "forward, ClipLoss, backward; gradients set to None after each step",
-    }
+    batch = batch_size(args, CUDA_BATCH)
+    step = "forward, ClipLoss, backward; gradients set to None after each step"
+    settings = {"batch": batch, **run_settings(args, precisions, skipped, step)}
     results = []
     for model_name, baseline_name in args.pairs:
         models = build_pair((model_name, baseline_name), args.device)

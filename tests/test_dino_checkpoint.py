@@ -2,18 +2,20 @@ import pytest
 import torch
 from dino_utils import untrained_checkpoint
 
-from open_clip_sparo.dino.checkpoint import find_checkpoint, load_backbone, save_checkpoint
+from open_clip_sparo.dino.checkpoint import find_checkpoint, load_backbone
+from training.checkpoints import PARTIAL_SUFFIX, atomic_save
 
 
 def test_run_folder_resolves_to_its_latest_checkpoint(tmp_path):
     folder = tmp_path / "run" / "checkpoints"
-    for epoch in (2, 10):
-        save_checkpoint(folder / f"epoch_{epoch}.pt", {"epoch": epoch})
+    folder.mkdir(parents=True)
+    for epoch in (2, 10):  # as the training writes them
+        atomic_save({"epoch": epoch}, folder / f"epoch_{epoch}.pt")
     assert find_checkpoint(tmp_path / "run") == folder / "epoch_10.pt"
-    save_checkpoint(folder / "epoch_latest.pt", {"epoch": 11})
+    atomic_save({"epoch": 11}, folder / "epoch_latest.pt")
     assert find_checkpoint(tmp_path / "run") == folder / "epoch_latest.pt"
     assert find_checkpoint(folder / "epoch_2.pt") == folder / "epoch_2.pt"
-    assert not list(folder.glob(".*"))  # no temporary files left behind
+    assert not list(folder.glob(f"*{PARTIAL_SUFFIX}"))  # no temporary files left behind
     with pytest.raises(FileNotFoundError, match="neither a DINO checkpoint"):
         find_checkpoint(tmp_path)
 

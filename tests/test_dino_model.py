@@ -33,6 +33,8 @@ def test_teacher_update_is_an_exponential_moving_average():
     update_teacher(teacher, student, momentum=0.9)
     for t, t0, s in zip(teacher.parameters(), before, student.parameters(), strict=True):
         torch.testing.assert_close(t, 0.9 * t0 + 0.1 * s)
-    update_teacher(teacher, student, momentum=1.0)
-    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+    after_one = [p.clone() for p in teacher.parameters()]
+    update_teacher(teacher, student, momentum=1.0)  # momentum 1: the teacher stays as it is
+    for t, t1, s in zip(teacher.parameters(), after_one, student.parameters(), strict=True):
+        torch.testing.assert_close(t, t1)
         assert not torch.equal(t, s)

@@ -42,14 +42,17 @@ def collect(demo: Demo) -> dict[str, Any]:
             for seed in demo.budget.seeds:
                 path = demo.result_file(f"{label}-seed{seed}", dataset)
                 values.append(json.loads(path.read_text())["metrics"][metric])
-            results[name][dataset] = {
-                "task": task,
-                "metric": metric,
-                "per_seed": values,
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else None,
-            }
+            results[name][dataset] = {"task": task, "metric": metric, **over_seeds(values)}
     return results
+
+
+def over_seeds(values: list[float]) -> dict[str, Any]:
+    """One result over seeds: every value, their mean and standard deviation (None for one)."""
+    return {
+        "per_seed": values,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
 
 
 def parameter_count(model_name: str) -> int:
@@ -102,16 +105,21 @@ def format_cell(entry: dict[str, Any], scale: float = 1.0) -> str:
 
 def outcome(results: dict[str, Any], model: str, reference: str) -> str:
     """How ``model`` compares with ``reference`` over the data sets, in words."""
-    higher, lower, clear = [], [], []
-    for dataset, entry in results[model].items():
-        other = results[reference][dataset]
-        difference = entry["mean"] - other["mean"]
-        (higher if difference > 0 else lower if difference < 0 else []).append(dataset)
-        if entry["std"] is not None and abs(difference) > entry["std"] + other["std"]:
-            clear.append(f"{dataset.split('/')[-1]} {100 * difference:+.1f}")
+    differences = {
+        dataset: entry["mean"] - results[reference][dataset]["mean"]
+        for dataset, entry in results[model].items()
+    }
+    higher = sum(d > 0 for d in differences.values())
+    lower = sum(d < 0 for d in differences.values())
+    clear = [
+        f"{dataset.split('/')[-1]} {100 * difference:+.1f}"
+        for dataset, difference in differences.items()
+        if results[model][dataset]["std"] is not None
+        and abs(difference) > results[model][dataset]["std"] + results[reference][dataset]["std"]
+    ]
     text = (
-        f"{model} is higher than {reference} on {len(higher)} of {len(results[model])} test sets, "
-        f"lower on {len(lower)}"
+        f"{model} is higher than {reference} on {higher} of {len(differences)} test sets, "
+        f"lower on {lower}"
     )
     if len(next(iter(results[model].values()))["per_seed"]) > 1:
         text += f", beyond the spread on {len(clear)}" + (f" ({', '.join(clear)})" if clear else "")
@@ -212,7 +220,8 @@ def training_seconds(demo: Demo) -> dict[str, list[float]]:
 
 
 def publish(demo: Demo, lines: list[str], results: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``results.json`` (with the budget), keeping earlier ones."""
+    """Write ``report.md`` and ``results.json`` (with the budget); :func:`keep_earlier` has
+    moved earlier ones aside."""
     report, results_path = demo.out / "report.md", demo.out / "results.json"
     report.write_text("\n".join(lines))
     budget = json.loads((demo.out / "budget.json").read_text())

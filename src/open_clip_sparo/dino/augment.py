@@ -10,12 +10,9 @@ second global crop only.
 from __future__ import annotations
 
 import torch
+from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD  # DINO's normalisation
 from PIL import Image, ImageFilter
 from torchvision import transforms as T
-
-# DINO normalises with the ImageNet statistics
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RandomGaussianBlur:

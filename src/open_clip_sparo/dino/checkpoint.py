@@ -5,7 +5,8 @@ A training run writes::
     <logs>/<name>/dino_config.json           {"backbone", "backbone_cfg", "head", "image_size",
                                                "mean", "std"}: what evaluation needs
     <logs>/<name>/params.json                the training arguments
-    <logs>/<name>/log.jsonl                  one line per logged step
+    <logs>/<name>/log.jsonl                  one line per logged step (after a resume a step
+                                              may appear again: its last line counts)
     <logs>/<name>/checkpoints/epoch_N.pt     {"epoch", "config", "student", "teacher",
                                                "optimizer", "scaler", "loss", "args"}
     <logs>/<name>/checkpoints/epoch_latest.pt    the last epoch, replaced every epoch
@@ -16,9 +17,7 @@ teacher's backbone, as DINO does.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,6 @@ from .configs import backbone_cfg_from_dict
 CONFIG_NAME = "dino_config.json"
 LATEST = "epoch_latest.pt"
 NETWORKS = ("teacher", "student")
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` through a temporary file, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -66,7 +52,7 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    checkpoint = torch.load(find_checkpoint(path), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(find_checkpoint(path), map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "config" not in checkpoint:
         raise ValueError(
             f"{path} is not a checkpoint of open_clip_sparo.dino.train (no 'config' in it)."

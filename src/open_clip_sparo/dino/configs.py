@@ -56,10 +56,6 @@ class BackboneCfg:
                     f"vision_cfg.layers={self.vision_cfg.get('layers', 12)}; lower reduce_depth."
                 )
 
-    @property
-    def is_sparo(self) -> bool:
-        return self.sparo_cfg is not None
-
     def to_dict(self) -> dict[str, Any]:
         return {"vision_cfg": self.vision_cfg, "sparo_cfg": self.sparo_cfg}
 

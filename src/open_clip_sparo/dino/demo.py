@@ -24,6 +24,7 @@ from typing import Any
 
 from ..demo import Budget, Demo, run_demo
 from ..demo_report import MODELS
+from ..evaluation import fill_root
 from .checkpoint import load_backbone
 from .demo_report import write_report
 from .features import extract_features
@@ -104,8 +105,7 @@ class DinoDemo(Demo):
 
     def split(self, dataset: str, split: str) -> str:
         """The shards of ``dataset``'s labelled ``split`` (CLIP_benchmark's ``wds`` layout)."""
-        root = self.manifest()["eval_roots"][split]
-        return str(Path(root.format(dataset_cleaned=dataset.removeprefix("wds/"))) / "test")
+        return str(Path(fill_root(dataset, self.manifest()["eval_roots"][split])) / "test")
 
     def eval_file(self, model: str, seed: int) -> Path:
         return self.out / "eval" / f"{model}-seed{seed}.json"

@@ -15,6 +15,7 @@ from ..demo_report import (
     SPARO,
     format_cell,
     keep_earlier,
+    over_seeds,
     publish,
     training_seconds,
 )
@@ -46,11 +47,11 @@ def collect(demo: DinoDemo) -> dict[str, Any]:
                 results[model][stage][dataset] = {"classes": entry["classes"]}
                 for protocol in [*PROTOCOLS, *({SELECTED} & set(entry))]:
                     values = [run[stage][dataset][protocol]["top1"] for run in runs]
-                    results[model][stage][dataset][protocol] = {
-                        "per_seed": values,
-                        "mean": statistics.fmean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else None,
-                    }
+                    results[model][stage][dataset][protocol] = over_seeds(values)
+                if SELECTED in entry:
+                    results[model][stage][dataset][SELECTED]["slots_chosen"] = [
+                        len(run[stage][dataset][SELECTED]["slots"]) for run in runs
+                    ]
     return results
 
 
@@ -154,29 +155,15 @@ def accuracy_table(results: dict[str, Any], protocol: str) -> list[str]:
     return lines
 
 
-def selection_table(demo: DinoDemo, results: dict[str, Any]) -> list[str]:
+def selection_table(results: dict[str, Any]) -> list[str]:
     """SPARO's k-NN on all slots and on the slots chosen within the memory set, per stage."""
-    slots = {
-        stage: {
-            dataset: [
-                len(
-                    json.loads(demo.eval_file(SPARO, seed).read_text())[stage][dataset][SELECTED][
-                        "slots"
-                    ]
-                )
-                for seed in demo.budget.seeds
-            ]
-            for dataset in results[SPARO][stage]
-        }
-        for stage in STAGES
-    }
     header = " | ".join(f"all slots ({s}) | selected ({s}) | slots chosen ({s})" for s in STAGES)
     lines = [f"| task | {header} |", "| --- |" + " --- |" * (3 * len(STAGES))]
     for dataset in results[SPARO]["dino"]:
         cells = " | ".join(
             f"{format_cell(results[SPARO][s][dataset]['knn'])} | "
             f"{format_cell(results[SPARO][s][dataset][SELECTED])} | "
-            f"{', '.join(map(str, slots[s][dataset]))}"
+            f"{', '.join(map(str, results[SPARO][s][dataset][SELECTED]['slots_chosen']))}"
             for s in STAGES
         )
         lines.append(f"| {dataset.removeprefix('wds/')} | {cells} |")
@@ -232,7 +219,7 @@ def write_report(demo: DinoDemo) -> tuple[Path, Path]:
         "task's `val` split alone (a seeded half queries the other half), then the `test` split "
         "classified on the chosen slots against the whole `val` split, beside all slots.",
         "",
-        *selection_table(demo, results),
+        *selection_table(results),
         "",
         "`classes` counts the classes present in the task's `val` split. `object` and "
         "`object_unseen` are the 24 colour-shape pairs; `object_unseen` shows only the four "

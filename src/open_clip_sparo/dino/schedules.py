@@ -11,14 +11,12 @@ def cosine_schedule(
     epochs: int,
     steps_per_epoch: int,
     warmup_epochs: int = 0,
-    warmup_start: float = 0.0,
 ) -> list[float]:
-    """One value per step, as DINO's ``cosine_scheduler``: a linear warm-up from
-    ``warmup_start`` to ``base`` (both included) over ``warmup_epochs``, then a half cosine from
-    ``base`` towards ``final``."""
+    """One value per step, as DINO's ``cosine_scheduler``: a linear warm-up from 0 to ``base``
+    (both included) over ``warmup_epochs``, then a half cosine from ``base`` towards ``final``."""
     total = epochs * steps_per_epoch
     warmup = min(warmup_epochs * steps_per_epoch, total)
-    values = [warmup_start + (base - warmup_start) * i / max(warmup - 1, 1) for i in range(warmup)]
+    values = [base * i / max(warmup - 1, 1) for i in range(warmup)]
     decay = total - warmup
     values += [
         final + 0.5 * (base - final) * (1 + math.cos(math.pi * i / decay)) for i in range(decay)

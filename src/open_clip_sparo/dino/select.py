@@ -102,9 +102,9 @@ def restrict(features: FrozenFeatures, slots: Sequence[int], num_slots: int) -> 
 def select_on_memory(
     features: FrozenFeatures, num_slots: int, k: int = 20, temperature: float = 0.07, seed: int = 0
 ) -> dict[str, Any]:
-    """Slots chosen without the validation images: a seeded half of the training (memory) set
-    queries the other half; then k-NN of the validation images on the chosen slots, against the
-    whole memory, next to all slots."""
+    """Slots chosen without the validation images (a seeded half of the training (memory) set
+    queries the other half), and the k-NN accuracies of the validation images on them against
+    the whole memory."""
     memory, queries = split_items(len(features.train), 0.5, seed)
     inner = FrozenFeatures(
         features.train[memory],

@@ -27,12 +27,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, default_local_size
+from training.checkpoints import atomic_save
+
+from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
-from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint, save_checkpoint
+from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint
 from .configs import backbone_cfg_from_dict, get_backbone_cfg, list_backbones
 from .data import train_data
 from .head import DinoHead
@@ -431,9 +434,10 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                 **trainer.state_dict(),
                 "args": vars(args),
             }
-            save_checkpoint(run / "checkpoints" / LATEST, state)
+            (run / "checkpoints").mkdir(exist_ok=True)
+            atomic_save(state, run / "checkpoints" / LATEST)
             if (epoch + 1) % args.save_frequency == 0 or epoch + 1 == args.epochs:
-                save_checkpoint(run / "checkpoints" / f"epoch_{epoch + 1}.pt", state)
+                atomic_save(state, run / "checkpoints" / f"epoch_{epoch + 1}.pt")
     return 0
 
 
