@@ -116,3 +116,20 @@ def test_bf16_autocast_trains_with_a_finite_loss(images, tmp_path):
         load_checkpoint(out)["student"]["head.last_layer.parametrizations.weight.original1"].dtype
         == torch.float32
     )
+
+
+def test_resume_from_an_older_checkpoint_never_replaces_a_later_latest(images, tmp_path):
+    out = tmp_path / "run"
+    with one_thread():
+        assert main(_argv(images, out, backbone="ViT-Ti-8-64", epochs=2, batch=16)) == 0
+        before = (out / "checkpoints" / "epoch_latest.pt").read_bytes()
+        older = out / "checkpoints" / "epoch_1.pt"
+        with pytest.raises(FileExistsError, match=r"epoch_latest\.pt"):
+            main(
+                [
+                    *_argv(images, out, backbone="ViT-Ti-8-64", epochs=2, batch=16),
+                    "--resume",
+                    str(older),
+                ]
+            )
+    assert (out / "checkpoints" / "epoch_latest.pt").read_bytes() == before

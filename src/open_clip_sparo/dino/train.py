@@ -447,6 +447,9 @@ def _check_nothing_overwritten(run: Path, start_epoch: int) -> None:
         for p in (run / "checkpoints").glob("epoch_*.pt")
         if p.stem.split("_")[1].isdigit() and int(p.stem.split("_")[1]) > start_epoch
     ]
+    latest = run / "checkpoints" / LATEST
+    if latest.is_file() and load_checkpoint(latest)["epoch"] > start_epoch:
+        later.append(LATEST)
     if later:
         raise FileExistsError(
             f"{run} already has {sorted(later)} past epoch {start_epoch}, which this run would "
