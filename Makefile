@@ -33,9 +33,11 @@ demo-dino: install
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
+# style, and the architecture: import contracts in pyproject.toml (docs/architecture.md)
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -18,7 +18,7 @@ from open_clip_sparo import Sparo
 
 
 class NaiveSparo(nn.Module):
-    """Spec section 1 written out literally, sharing the parameters of ``sparo``."""
+    """The read-out of docs/model.md written out literally, sharing the parameters of ``sparo``."""
 
     def __init__(self, sparo: Sparo) -> None:
         super().__init__()

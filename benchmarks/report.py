@@ -1,4 +1,4 @@
-"""Check the targets of spec section 6 and render ``docs/performance.md`` from the results.
+"""Check the performance targets and render ``docs/performance.md`` from the results.
 
 Reads every ``<benchmark>-<device>.json`` in the results folder; every number on the page comes
 from those files. Exits with status 1 when a target is missed.
@@ -310,7 +310,7 @@ def render(runs: list[dict[str, Any]], checks: list[Check]) -> str:
         "benchmarks/results/*.json; do not edit by hand -->",
         "",
         "What SPARO costs against the OpenCLIP models it replaces, and what its folded read-out "
-        "costs against the naive one (spec section 6).",
+        "costs against the naive one, against the targets below.",
         "",
         "## Targets",
         "",

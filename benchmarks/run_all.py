@@ -1,6 +1,6 @@
 """Run every benchmark, then check the targets and render ``docs/performance.md``.
 
-What ``make bench`` runs. Exits with status 1 when a target of spec section 6 is missed.
+What ``make bench`` runs. Exits with status 1 when a performance target is missed.
 
     python -m benchmarks.run_all [--device cuda] [--overwrite]
 """

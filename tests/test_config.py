@@ -3,7 +3,7 @@ import pytest
 from open_clip_sparo import SparoCfg
 
 
-def test_defaults_match_the_spec():
+def test_defaults_match_docs_model():
     cfg = SparoCfg()
     assert cfg.to_dict() == {
         "num_slots": 64,

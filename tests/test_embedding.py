@@ -47,7 +47,7 @@ def test_default_similarity_is_mean_of_slot_cosines(seed, selected):
     torch.testing.assert_close(similarity, cosines[:, sorted(selected)].mean(-1))
 
 
-def test_slot_representations_follow_the_spec():
+def test_slot_representations_follow_their_definitions():
     y = torch.randn(2, NUM_SLOTS, SLOT_DIM)
     scale = NUM_SLOTS**-0.5
     expected = {
@@ -59,7 +59,7 @@ def test_slot_representations_follow_the_spec():
         torch.testing.assert_close(SlotEmbedding(slot_repr)(y), scale * vectors)
 
 
-def test_slot_weights_follow_the_spec():
+def test_slot_weights_follow_their_definitions():
     y = torch.randn(2, NUM_SLOTS, SLOT_DIM + 1)
     unit = F.normalize(y[..., :SLOT_DIM], dim=-1)
     norms = y[..., :SLOT_DIM].norm(dim=-1)

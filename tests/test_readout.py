@@ -14,7 +14,7 @@ def naive_readout(
     mask: torch.Tensor | None = None,
     queries: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spec section 1 written out: per-slot keys and values for every token."""
+    """The read-out of docs/model.md written out: per-slot keys and values for every token."""
     queries = sparo.queries if queries is None else queries
     batch, num_tokens, _ = tokens.shape
     heads, per_head, a = sparo.num_heads, sparo.num_slots // sparo.num_heads, sparo.attn_dim

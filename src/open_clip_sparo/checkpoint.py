@@ -1,71 +1,17 @@
-"""Checkpoints: compatibility checks on load, and OpenCLIP's ``local-dir:`` layout on save."""
+"""Saving a SPARO model in OpenCLIP's ``local-dir:`` layout (config JSON + safetensors)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import torch
 from open_clip.model import get_model_preprocess_cfg
+from safetensors.torch import save
 
-if TYPE_CHECKING:
-    from .model import SparoCLIP
+from .files import atomic_write, refuse_existing, write_json
+from .model import SparoCLIP
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
-# parameters a plain CLIP checkpoint has and a SPARO model never has
-PLAIN_CLIP_KEYS = ("text_projection", "visual.proj")
-READOUT_PREFIXES = ("visual.sparo.", "text_sparo.")
-
-
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Raise a ``ValueError`` that says what to do when ``state_dict`` cannot fit ``model``.
-
-    Catches the two mistakes PyTorch reports only as long key lists: a plain OpenCLIP
-    checkpoint given to a SPARO model, and a SPARO checkpoint of other sizes.
-    """
-    has_readout = any(k.startswith(READOUT_PREFIXES) for k in state_dict)
-    if not has_readout and any(k in state_dict for k in PLAIN_CLIP_KEYS):
-        raise ValueError(
-            "this is a plain OpenCLIP checkpoint (it has projections and no SPARO read-outs), so "
-            "it cannot be loaded into a SPARO model directly. Start from it with "
-            "`training.main --init-from-clip CHECKPOINT` or convert it once with "
-            "`sparo init-from-clip --model sparo-X --clip-checkpoint CHECKPOINT --out merged.pt`."
-        )
-    own = model.state_dict()
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if mismatched:
-        raise ValueError(
-            "the checkpoint was trained with other sizes than this model "
-            f"(checkpoint {readout_sizes(state_dict)}, model {readout_sizes(own)}); "
-            "build the model with the checkpoint's sparo_cfg (or its run's model config). "
-            "Mismatched tensors: "
-            + "; ".join(mismatched[:8])
-            + (f"; and {len(mismatched) - 8} more" if len(mismatched) > 8 else "")
-        )
-
-
-def readout_sizes(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """The read-out sizes a state dict implies, for error messages."""
-    parts = []
-    for prefix in READOUT_PREFIXES:
-        queries = state_dict.get(prefix + "queries")
-        out = state_dict.get(prefix + "out.weight")
-        key = state_dict.get(prefix + "key.weight")
-        if out is None or key is None:
-            continue
-        sizes = {"readout_out_dim": out.shape[0], "value_dim": out.shape[1]}
-        if queries is not None:
-            sizes.update(num_slots=queries.shape[0], attn_dim=queries.shape[1])
-            sizes["num_heads"] = key.shape[0] // queries.shape[1]
-        parts.append(prefix.rstrip(".") + " " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
-    return "; ".join(parts) or "no SPARO read-out"
 
 
 def save_pretrained(model: SparoCLIP, directory: str | Path, overwrite: bool = False) -> Path:
@@ -74,22 +20,16 @@ def save_pretrained(model: SparoCLIP, directory: str | Path, overwrite: bool = F
     ``open_clip.create_model('local-dir:DIR')`` rebuilds it once ``open_clip_sparo`` is imported.
     Refuses to replace existing files unless ``overwrite`` is true.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
-    targets = [directory / CONFIG_NAME, directory / WEIGHTS_NAME]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{existing} already exist; choose another directory or pass overwrite=True."
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not overwrite:
+        refuse_existing(
+            [config_path, weights_path],
+            "choose another directory, or overwrite=True "
+            "(`--overwrite` on the command line) to replace them.",
         )
-    directory.mkdir(parents=True, exist_ok=True)
     config = {"model_cfg": model.model_cfg, "preprocess_cfg": get_model_preprocess_cfg(model)}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp_weights = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp_weights))
-    tmp_weights.replace(directory / WEIGHTS_NAME)
-    tmp_config = directory / (CONFIG_NAME + ".tmp")
-    tmp_config.write_text(json.dumps(config, indent=2))
-    tmp_config.replace(directory / CONFIG_NAME)
+    atomic_write(weights_path, lambda file: file.write(save(state)))
+    write_json(config_path, config)
     return directory

@@ -13,7 +13,7 @@ LOGIT_SLOT_WEIGHTS = ("softmax", "sqrtsoftmax")
 
 @dataclass(frozen=True)
 class SparoCfg:
-    """Sizes and options of the SPARO read-out (spec sections 1 to 3).
+    """Sizes and options of the SPARO read-out (docs/model.md).
 
     ``None`` sizes resolve per tower: ``attn_dim`` to ``width // heads``, ``value_dim`` to
     ``attn_dim`` and ``num_heads`` to ``num_slots``.

@@ -6,24 +6,20 @@ blocks of each tower. Those tensors are copied; the removed blocks and the proje
 start fresh. The command line writes the result as a checkpoint OpenCLIP's ``pretrained=``
 accepts::
 
-    sparo init-from-clip --model sparo-ViT-B-16 --clip-checkpoint clip.pt --out merged.pt
-"""
+    sparo init-from-clip --model sparo-ViT-B-16 --clip-checkpoint clip.pt --out merged.pt"""
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import torch
 from open_clip.factory import load_state_dict
 
-from .checkpoint import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 from .model import SparoCLIP
+from .state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 
 # block key prefix of each tower, as in the model config's "<tower>_cfg"
 _BLOCK_PREFIXES = {"vision": "visual.transformer.resblocks.", "text": "transformer.resblocks."}
@@ -152,57 +148,3 @@ def _removed_block(key: str, kept_blocks: Mapping[str, int]) -> bool:
 def _first(names: list[str], limit: int = 6) -> str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
-
-
-def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Write ``state_dict`` to a new file (``.safetensors`` by suffix, else ``torch.save``);
-    fails if ``path`` exists."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with open(path, "xb") as f:  # "x": never replace an existing file
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save
-
-            f.write(save(tensors))
-        else:
-            torch.save(tensors, f)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``sparo init-from-clip``: write a SPARO checkpoint started from a plain CLIP one."""
-    parser = argparse.ArgumentParser(
-        prog="sparo init-from-clip",
-        description="Convert a plain OpenCLIP CLIP checkpoint into the starting checkpoint of its "
-        "SPARO twin (backbone copied, removed blocks and projections dropped, read-outs fresh).",
-    )
-    parser.add_argument("--model", required=True, help="SPARO model name, e.g. sparo-ViT-B-16")
-    parser.add_argument(
-        "--clip-checkpoint", required=True, help="plain OpenCLIP checkpoint of the baseline"
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="new checkpoint file (.pt, or .safetensors); for OpenCLIP's --pretrained",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fresh read-outs")
-    args = parser.parse_args(argv)
-
-    if args.out.exists():
-        parser.error(f"{args.out} already exists; choose another --out (nothing was written).")
-    if args.model not in open_clip.list_models():
-        parser.error(
-            f"unknown model {args.model!r}; choose a sparo-* name from open_clip.list_models()."
-        )
-    torch.manual_seed(args.seed)
-    model = open_clip.create_model(args.model)
-    try:
-        report = init_from_clip(model, load_clip_state_dict(args.clip_checkpoint))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
-        return 1
-    save_state_dict(model.state_dict(), args.out)
-    print(report.table())
-    print(
-        f"wrote {args.out}; train or evaluate it with --model {args.model} --pretrained {args.out}"
-    )
-    return 0

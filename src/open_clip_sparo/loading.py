@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,8 @@ from open_clip.factory import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from .checkpoint import CONFIG_NAME
+from .files import newest_epoch_checkpoint
 
-_EPOCH_CHECKPOINT = re.compile(r"epoch_(\d+)\.pt")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
@@ -85,18 +84,14 @@ def load_model(
 
 def newest_checkpoint(run_dir: Path) -> Path:
     """The ``checkpoints/epoch_N.pt`` of ``run_dir`` with the largest ``N``."""
-    checkpoints = {
-        int(m.group(1)): p
-        for p in (run_dir / "checkpoints").glob("epoch_*.pt")
-        if (m := _EPOCH_CHECKPOINT.fullmatch(p.name))
-    }
-    if not checkpoints:
+    checkpoint = newest_epoch_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
         raise FileNotFoundError(
             f"the training run {run_dir} has no checkpoint: expected "
             f"{run_dir / 'checkpoints' / 'epoch_N.pt'} (open_clip_train's layout); pass "
             "--pretrained FILE to use another checkpoint."
         )
-    return checkpoints[max(checkpoints)]
+    return checkpoint
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""SparoCLIP: OpenCLIP's CLIP with a SPARO read-out on each tower (spec section 3)."""
+"""SparoCLIP: OpenCLIP's CLIP with a SPARO read-out on each tower (docs/model.md)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.transformer import lock_text_tower
 
-from .checkpoint import check_state_dict
 from .config import SparoCfg
 from .embedding import SlotEmbedding
 from .output import SparoOutput
 from .readout import Sparo
+from .state_dict import check_state_dict
 from .vision import SparoVisionTransformer
 
 # how OpenCLIP's text pool types find the end-of-text position the read-out stops at

@@ -1,9 +1,12 @@
-"""Restricting a SPARO model to a subset of its slots (concept selection)."""
+"""Restricting a SPARO model to a subset of its slots (concept selection), and the slots
+file that names such a subset."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from torch import nn
 
@@ -36,3 +39,20 @@ def select_slots(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module
 
 def _num_slots(model: nn.Module) -> int:
     return next(m.num_slots for m in model.modules() if isinstance(m, Sparo))
+
+
+def read_slots(path: str | Path) -> list[int]:
+    """Slot indices from ``path``: the ``slots.json`` of ``sparo select`` or a JSON list."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"slots file {path} does not exist.")
+    content = json.loads(path.read_text())
+    slots = content.get("slots") if isinstance(content, dict) else content
+    if not isinstance(slots, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in slots
+    ):
+        raise ValueError(
+            f"{path} must hold a JSON list of slot indices or an object with a 'slots' list "
+            "(as `sparo select` writes)."
+        )
+    return slots

@@ -1,5 +1,5 @@
-"""Checkpoints that survive a kill at any moment: atomic writes, and ``--resume latest`` that
-never picks an incomplete file.
+"""``--resume latest`` that never picks an incomplete checkpoint (writes are atomic through
+:func:`open_clip_sparo.files.atomic_save`).
 
 open_clip_train writes ``epoch_N.pt`` with ``torch.save`` straight to its final name, so a run
 killed while saving leaves a truncated ``epoch_N.pt``, which ``--resume latest`` then picks (it
@@ -13,50 +13,10 @@ import glob
 import logging
 import os
 import zipfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any
 
-import torch
 from open_clip_train.main import get_latest_checkpoint, natural_key
 
-PARTIAL_SUFFIX = ".partial"  # not ``.pt``: resume never considers these files
 _ZIP_MAGIC = b"PK\x03\x04"  # how torch.save's (zip) checkpoints begin
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` with ``write(file)`` so that ``path`` is only ever absent, its previous
-    content or the complete new content.
-
-    The data goes to ``<path>.partial`` in the same folder, is flushed to disk, then renamed over
-    ``path`` (atomic on POSIX file systems). A ``.partial`` file left by a killed process is
-    overwritten by the next write of the same path.
-    """
-    path = Path(path)
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    try:
-        with partial.open("wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # make the rename itself durable
-    finally:
-        os.close(folder)
-
-
-def atomic_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-    """``torch.save``, writing to a file name atomically (:func:`atomic_write`); open files and
-    buffers are written as ``torch.save`` writes them."""
-    if isinstance(f, (str, os.PathLike)):
-        atomic_write(f, lambda file: torch.serialization.save(obj, file, *args, **kwargs))
-    else:
-        torch.serialization.save(obj, f, *args, **kwargs)
 
 
 def is_incomplete_checkpoint(path: str | os.PathLike[str]) -> bool:

@@ -20,7 +20,9 @@ import torch
 from open_clip_train.data import DataInfo, get_wds_dataset
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoints import atomic_save, latest_checkpoint
+from open_clip_sparo.files import atomic_save
+
+from .checkpoints import latest_checkpoint
 from .data_faults import SkippedSamples
 from .patching import patched
 from .sample_order import seed_sample_shuffle

@@ -11,8 +11,7 @@ from open_clip import get_model_preprocess_cfg
 from torch import nn
 
 from open_clip_sparo.checkpoint import CONFIG_NAME
-
-from .checkpoints import atomic_write
+from open_clip_sparo.files import write_json
 
 
 def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -41,5 +40,5 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
                 "with another --name."
             )
         return path
-    atomic_write(path, lambda file: file.write((json.dumps(config, indent=2) + "\n").encode()))
+    write_json(path, config)
     return path

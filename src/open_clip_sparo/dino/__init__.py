@@ -4,16 +4,20 @@ The authors published no DINO code; every design choice here is this project's o
 documented in docs/dino.md. Command-line jobs::
 
     python -m open_clip_sparo.dino.train ...          # DINO training (torchrun for DDP)
-    python -m open_clip_sparo.dino.knn ...            # weighted k-NN on frozen features
-    python -m open_clip_sparo.dino.linear_probe ...   # linear probe on frozen features
-    python -m open_clip_sparo.dino.select ...         # slots chosen by k-NN accuracy
+    python -m open_clip_sparo.dino.evaluation.knn ...            # weighted k-NN, frozen features
+    python -m open_clip_sparo.dino.evaluation.linear_probe ...   # linear probe, frozen features
+    python -m open_clip_sparo.dino.evaluation.select ...         # slots chosen by k-NN accuracy
+
+Training is this package; its evaluation is :mod:`open_clip_sparo.dino.evaluation`.
 """
 
 from .backbone import ClassTokenViT, SparoViT, build_backbone
+from .checkpoint import load_backbone, load_checkpoint
 from .configs import BackboneCfg, get_backbone_cfg, list_backbones
 from .head import DinoHead
 from .loss import DinoLoss
 from .model import DinoModel, update_teacher
+from .train import build_student
 
 __all__ = [
     "BackboneCfg",
@@ -23,7 +27,10 @@ __all__ = [
     "DinoModel",
     "SparoViT",
     "build_backbone",
+    "build_student",
     "get_backbone_cfg",
     "list_backbones",
+    "load_backbone",
+    "load_checkpoint",
     "update_teacher",
 ]

@@ -17,12 +17,12 @@ teacher's backbone, as DINO does.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..files import newest_epoch_checkpoint
 from .backbone import ClassTokenViT, SparoViT, build_backbone
 from .configs import backbone_cfg_from_dict
 
@@ -39,16 +39,12 @@ def find_checkpoint(path: str | Path) -> Path:
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if (folder / LATEST).is_file():
         return folder / LATEST
-    numbered = [
-        (int(match.group(1)), p)
-        for p in folder.glob("epoch_*.pt")
-        if (match := re.fullmatch(r"epoch_(\d+)\.pt", p.name))
-    ]
-    if not numbered:
+    newest = newest_epoch_checkpoint(folder)
+    if newest is None:
         raise FileNotFoundError(
             f"{path} is neither a DINO checkpoint nor a run folder with checkpoints/epoch_N.pt."
         )
-    return max(numbered)[1]
+    return newest
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

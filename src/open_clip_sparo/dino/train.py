@@ -31,8 +31,7 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from training.checkpoints import atomic_save
-
+from ..files import atomic_save
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
 from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint

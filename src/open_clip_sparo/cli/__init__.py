@@ -1,0 +1,61 @@
+"""The ``sparo`` command line: one subcommand per job, each in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# subcommand -> (module with a `main(argv) -> int`, one-line help); named by string so that
+# `sparo --help` imports nothing, and so that the demos, which script these commands, sit above
+# the command line without an import cycle
+COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("open_clip_sparo.cli.eval", "CLIP_benchmark evaluation, optionally on a slot subset"),
+    "select": ("open_clip_sparo.cli.select", "choose slots that improve a task"),
+    "visualize": ("open_clip_sparo.cli.visualize", "per-slot attention pictures for pairs"),
+    "export": ("open_clip_sparo.cli.export", "checkpoint or run folder -> OpenCLIP local-dir"),
+    "init-from-clip": (
+        "open_clip_sparo.cli.init_from_clip",
+        "plain OpenCLIP checkpoint -> SPARO start",
+    ),
+    "generate": (
+        "open_clip_sparo.cli.generate",
+        "write the synthetic world's shards and eval sets",
+    ),
+    "demo": (
+        "open_clip_sparo.demos.clip",
+        "the whole pipeline on the synthetic world, CLIP vs SPARO",
+    ),
+    "demo-dino": (
+        "open_clip_sparo.demos.dino",
+        "DINO on the synthetic world: class token vs SPARO, k-NN and linear probe",
+    ),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return (
+        "usage: sparo <command> [arguments]\n\ncommands:\n"
+        + "\n".join(lines)
+        + ("\n\n`sparo <command> --help` describes a command's arguments.")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"sparo: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return module.main(rest)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"sparo {command}: error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,38 @@
+"""``sparo export``: a checkpoint or training run folder to OpenCLIP's ``local-dir:`` layout.
+
+The folder (``open_clip_config.json`` + ``open_clip_model.safetensors``) loads with
+``open_clip.create_model_and_transforms('local-dir:DIR')`` once ``open_clip_sparo`` is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..checkpoint import save_pretrained
+from ..loading import load_model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparo export", description="Write a SPARO model in OpenCLIP's local-dir: layout."
+    )
+    parser.add_argument("--model", required=True, help="registered name or training run folder")
+    parser.add_argument(
+        "--pretrained",
+        default="",
+        help="checkpoint file (required for a name; for a run folder, default: newest epoch)",
+    )
+    parser.add_argument("--out", required=True, help="folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    loaded = load_model(args.model, args.pretrained)
+    if not hasattr(loaded.model, "sparo_cfg"):
+        raise ValueError(f"{args.model} is not a SPARO model; sparo export writes SPARO models.")
+    out = save_pretrained(loaded.model, Path(args.out), overwrite=args.overwrite)
+    print(f"wrote {out}; load it with --model local-dir:{out}")
+    return 0

@@ -1,0 +1,41 @@
+"""The picture of a concept search: the metric against the number of slots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+
+def plot_steps(result: dict[str, Any], path: Path) -> None:
+    """PNG of the metric against the number of slots on both parts, with the choice marked."""
+    sizes = [len(step["slots"]) for step in result["steps"]]
+    metric = result["metric"]
+    fig = Figure(figsize=(7, 4.5), layout="tight")
+    ax = fig.subplots()
+    ax.plot(sizes, [s["selection"] for s in result["steps"]], "o-", ms=3, label="selection part")
+    ax.plot(sizes, [s["report"] for s in result["steps"]], "s-", ms=3, label="report part")
+    ax.axhline(
+        result["selection"]["all_slots"][metric],
+        color="C0",
+        ls=":",
+        lw=1,
+        label="all slots, selection part",
+    )
+    ax.axhline(
+        result["report"]["all_slots"][metric],
+        color="C1",
+        ls=":",
+        lw=1,
+        label="all slots, report part",
+    )
+    ax.axvline(len(result["slots"]), color="0.4", ls="--", lw=1, label="chosen")
+    ax.set_xlabel("number of slots")
+    ax.set_ylabel(metric)
+    title = f"{result['protocol']['search']} selection on {result['dataset']} ({result['task']})"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)

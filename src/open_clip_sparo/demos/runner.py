@@ -1,0 +1,138 @@
+"""The runner the CLIP and DINO demos share: a demo folder whose steps run once, are recorded
+and are reused by a rerun, and the command line ``--out`` / ``--budget``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..cli import main as sparo
+from ..files import write_json
+
+BASELINE, SPARO = "ViT-Ti-8-64", "sparo-ViT-Ti-8-64"
+MODELS = (BASELINE, SPARO)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """How much data and training one demo run uses (what the CLIP and DINO demos share)."""
+
+    train_samples: int
+    shard_size: int  # at least processes x 1 worker shards: open_clip_train asserts it
+    eval_samples: int
+    epochs: int
+    batch_size: int  # per process
+    processes: int
+    lr: float
+    seeds: tuple[int, ...]
+    datasets: tuple[str, ...] | None = None  # evaluation sets to use; None: all
+
+
+class Demo:
+    """The runner both demos share: one demo folder (``data/``, ``runs/``, ``steps/``, ...),
+    progress lines, steps recorded once and reused, torchrun, and the synthetic data."""
+
+    budget: Budget
+
+    def __init__(self, out: Path, budget: Budget) -> None:
+        self.out = out
+        self.budget = budget
+        self.steps_dir = out / "steps"
+        self.started = time.monotonic()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
+        print(f"[demo {minutes:02d}:{seconds:02d}] {message}", flush=True)
+
+    def step(self, name: str, run: Any) -> dict[str, Any]:
+        """Run ``run()`` once: its record (with the time taken) is kept in ``steps/<name>.json``."""
+        marker = self.steps_dir / f"{name}.json"
+        if marker.exists():
+            self.say(f"{name}: done in an earlier run, reused")
+            return json.loads(marker.read_text())
+        self.say(f"{name} ...")
+        start = time.monotonic()
+        record = run() or {}
+        record["seconds"] = round(time.monotonic() - start, 1)
+        write_json(marker, record)
+        self.say(f"{name}: finished in {record['seconds']:.0f} s")
+        return record
+
+    def check(self, code: int, what: str) -> None:
+        if code != 0:
+            raise RuntimeError(f"{what} failed (exit status {code}); see the output above.")
+
+    def torchrun(self, module: str, run: Path, args: list[str], what: str) -> list[str]:
+        """``python -m module args`` on ``budget.processes`` CPU processes under torchrun, one
+        thread each; a ``run`` folder left by an interrupted demo is resumed. The command."""
+        resume = ["--resume", "latest"] if run.exists() else []
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(self.budget.processes), "-m", module, *args, *resume]
+        env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+        self.check(subprocess.run(command, env=env).returncode, what)
+        return command
+
+    # -- the pipeline -----------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def manifest(self) -> dict[str, Any]:
+        """The data manifest, its data sets narrowed to the budget's."""
+        manifest = json.loads((self.data / "manifest.json").read_text())
+        if self.budget.datasets is not None:
+            manifest["datasets"] = {d: manifest["datasets"][d] for d in self.budget.datasets}
+        return manifest
+
+    def run_dir(self, model: str, seed: int) -> Path:
+        return self.out / "runs" / f"{model}-seed{seed}"
+
+    def generate(self) -> dict[str, Any]:
+        b = self.budget
+        self.check(
+            sparo(
+                ["generate", "--out", str(self.data), "--train-samples", str(b.train_samples)]
+                + ["--eval-samples", str(b.eval_samples), "--shard-size", str(b.shard_size)]
+                + ["--seed", "0"]
+            ),
+            "sparo generate",
+        )
+        return {"manifest": str(self.data / "manifest.json")}
+
+
+def run_demo(
+    argv: list[str] | None,
+    prog: str,
+    description: str | None,
+    budgets: dict[str, Budget],
+    demo_class: type[Demo],
+    default_out: str,
+) -> int:
+    """The command line shared by the demos: ``--out`` (reused if it exists) and ``--budget``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default=default_out, help="demo folder (reused if it exists)")
+    parser.add_argument("--budget", default="full", choices=sorted(budgets))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    budget = budgets[args.budget]
+    settings = out / "budget.json"
+    recorded = json.loads(json.dumps(asdict(budget)))  # tuples as JSON lists
+    if settings.exists() and json.loads(settings.read_text()) != recorded:
+        raise ValueError(
+            f"{out} holds a demo run with another budget ({settings}); choose another --out."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(settings, recorded)
+    report = demo_class(out, budget).run()
+    print(f"report: {report}")
+    return 0

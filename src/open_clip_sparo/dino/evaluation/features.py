@@ -1,0 +1,175 @@
+"""Frozen features of a DINO backbone on labelled images: what k-NN and the linear probe read.
+
+The backbone is a training run's teacher (DINO evaluates the teacher) or student; its output is
+the representation: the class token for the baseline, the SPARO embedding (concatenated,
+normalised slots) for SPARO, optionally restricted to a slot subset with ``--slots``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ...files import refuse_existing, write_text
+from ...metrics import topk_accuracy
+from ...selection import read_slots, select_slots
+from ..augment import eval_transform
+from ..backbone import SparoViT
+from ..checkpoint import NETWORKS, find_checkpoint, load_backbone
+from ..data import labelled_dataset
+
+
+@dataclass
+class FrozenFeatures:
+    """Train and validation features ``(N, D)`` with their labels ``(N,)``, and provenance."""
+
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    val: torch.Tensor
+    val_labels: torch.Tensor
+    info: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.train_labels.max(), self.val_labels.max())) + 1
+
+    def to(self, device: torch.device) -> FrozenFeatures:
+        return FrozenFeatures(
+            self.train.to(device),
+            self.train_labels.to(device),
+            self.val.to(device),
+            self.val_labels.to(device),
+            self.info,
+        )
+
+
+def feature_parser(module: str, description: str | None) -> argparse.ArgumentParser:
+    """The command line of ``python -m <module>`` with the arguments shared by the evaluations
+    on frozen features."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--checkpoint", required=True, help="a DINO run folder (latest checkpoint) or checkpoint")
+    add("--network", choices=NETWORKS, default="teacher", help="which backbone to evaluate")
+    add("--train-data", required=True, help="labelled ImageFolder or shards with 'cls'")
+    add("--val-data", required=True, help="labelled ImageFolder or shards with 'cls'")
+    add("--slots", help="SPARO only: a slots.json (of `sparo select`) or JSON list of slots")
+    add("--batch-size", type=int, default=256)
+    add("--workers", type=int, default=4)
+    add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
+    add("--out", help="write the results here as JSON (never overwritten)")
+    return parser
+
+
+@torch.no_grad()
+def extract(
+    backbone: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone outputs ``(N, D)`` (float32, on CPU) and labels ``(N,)`` of a labelled set."""
+    backbone.eval().to(device)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    features, labels = [], []
+    for images, targets in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+        with autocast:
+            features.append(backbone(images.to(device)).float().cpu())
+        labels.append(torch.as_tensor(targets))
+    if not features:
+        raise ValueError("the evaluation set is empty.")
+    return torch.cat(features), torch.cat(labels)
+
+
+def resolve_device(args: argparse.Namespace) -> torch.device:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def extract_features(
+    backbone: nn.Module,
+    config: dict[str, Any],
+    train_data: str,
+    val_data: str,
+    batch_size: int = 256,
+    workers: int = 0,
+    device: torch.device | None = None,
+    slots: list[int] | None = None,
+) -> FrozenFeatures:
+    """Features of both labelled sets on ``device`` (default CPU), from ``backbone`` and the
+    evaluation transform of its run ``config``; ``slots`` restricts a SPARO backbone."""
+    device = device or torch.device("cpu")
+    transform = eval_transform(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
+    selection = select_slots(backbone, slots) if slots else contextlib.nullcontext()
+    with selection:
+        train, train_labels = extract(
+            backbone, labelled_dataset(train_data, transform), batch_size, workers, device
+        )
+        val, val_labels = extract(
+            backbone, labelled_dataset(val_data, transform), batch_size, workers, device
+        )
+    info = {
+        "backbone": config["backbone"],
+        "num_slots": backbone.sparo.num_slots if isinstance(backbone, SparoViT) else None,
+        "slots": sorted(slots) if slots else None,
+        "feature_dim": train.shape[1],
+        "num_train": len(train),
+        "num_val": len(val),
+    }
+    return FrozenFeatures(train, train_labels, val, val_labels, info).to(device)
+
+
+def frozen_features(args: argparse.Namespace) -> FrozenFeatures:
+    """The features of both labelled sets for the backbone and sets ``args`` name."""
+    backbone, config = load_backbone(args.checkpoint, args.network)
+    slots = None
+    if args.slots:
+        slots = read_slots(args.slots)
+    features = extract_features(
+        backbone,
+        config,
+        args.train_data,
+        args.val_data,
+        args.batch_size,
+        args.workers,
+        resolve_device(args),
+        slots,
+    )
+    checkpoint = {"checkpoint": str(find_checkpoint(args.checkpoint)), "network": args.network}
+    features.info = {**checkpoint, **features.info}
+    return features
+
+
+def check_out(path: str | None) -> None:
+    """Refuse an existing results file before any work is done."""
+    if path:
+        refuse_existing([path], "choose another --out.")
+
+
+def write_results(path: str | None, results: dict[str, Any]) -> None:
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        write_text(path, text + "\n", overwrite=False)
+
+
+def accuracies(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 and, with more than five classes, top-5 accuracy in percent."""
+    ks = (1, 5) if scores.shape[1] > 5 else (1,)
+    return {
+        f"top{k}": 100.0 * acc for k, acc in zip(ks, topk_accuracy(scores, labels, ks), strict=True)
+    }

@@ -1,0 +1,102 @@
+"""Weighted k-NN classification on frozen features, DINO's protocol (Caron et al., 2021, §4.1).
+
+    python -m open_clip_sparo.dino.evaluation.knn --checkpoint RUN --train-data TRAIN --val-data VAL
+
+Features are L2-normalised; each validation image takes its ``k`` nearest training images by
+cosine similarity ``s``, and class ``c`` scores ``sum over those neighbours of class c of
+exp(s / T)``; defaults k = 20, T = 0.07.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .features import (
+    FrozenFeatures,
+    accuracies,
+    check_out,
+    feature_parser,
+    frozen_features,
+    write_results,
+)
+
+
+@torch.no_grad()
+def knn_scores(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    queries: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Class scores ``(Q, num_classes)`` of ``queries`` ``(Q, D)`` by weighted k-NN over
+    ``train`` ``(N, D)``; the features are normalised here."""
+    train = F.normalize(train.float(), dim=-1)
+    return torch.cat(
+        [
+            knn_vote(chunk @ train.T, train_labels, num_classes, k, temperature)
+            for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size)
+        ]
+    )
+
+
+def knn_vote(
+    similarity: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """Class scores ``(Q, num_classes)`` from cosine similarities ``(Q, N)`` of queries to the
+    ``N`` training features: each class sums ``exp(s / T)`` over the ``k`` nearest."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    nearest, neighbours = similarity.topk(min(k, similarity.shape[1]), dim=1)  # (Q, k)
+    votes = torch.zeros(len(similarity), num_classes, device=similarity.device)
+    return votes.scatter_add_(1, train_labels[neighbours], (nearest / temperature).exp())
+
+
+def knn_accuracies(
+    features: FrozenFeatures, ks: Sequence[int] = (20,), temperature: float = 0.07
+) -> dict[str, dict[str, float]]:
+    """Validation accuracies (percent) of the weighted k-NN classifier, per ``k``."""
+    return {
+        str(k): accuracies(
+            knn_scores(
+                features.train,
+                features.train_labels,
+                features.val,
+                features.num_classes,
+                k,
+                temperature,
+            ),
+            features.val_labels,
+        )
+        for k in ks
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = feature_parser("open_clip_sparo.dino.evaluation.knn", __doc__)
+    parser.add_argument("--k", type=int, nargs="+", default=[20], help="neighbour counts")
+    parser.add_argument("--temperature", type=float, default=0.07)
+    args = parser.parse_args(argv)
+    check_out(args.out)
+    features = frozen_features(args)
+    results = {
+        **features.info,
+        "temperature": args.temperature,
+        "knn": knn_accuracies(features, args.k, args.temperature),
+    }
+    write_results(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

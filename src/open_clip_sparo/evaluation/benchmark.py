@@ -1,0 +1,169 @@
+"""``sparo eval``: CLIP_benchmark's ``eval`` for SPARO models, optionally on a subset of slots.
+
+Every argument of ``clip_benchmark eval`` works unchanged; in addition:
+
+- models load through :func:`open_clip_sparo.loading.load_model` (CLIP_benchmark model type
+  ``sparo``, the default here), so registered names with ``--pretrained FILE``, ``local-dir:``
+  folders and training run folders all work; ``--pretrained`` defaults to none;
+- ``--slots FILE`` (the ``slots.json`` of ``sparo select``, or a JSON list) restricts every model
+  to those slots through :func:`open_clip_sparo.select_slots`; each result JSON records the
+  slots used;
+- results are never overwritten (``--skip_existing`` skips them, as in CLIP_benchmark);
+- datasets are never downloaded: missing files of ``wds/*``, ``sugar_crepe/*``,
+  ``mscoco_captions``, ``flickr8k``/``flickr30k`` and ``imagenet1k`` fail first, listed; any
+  other dataset fails first when its root is missing or empty.
+
+Fixes for the pinned stack are in :mod:`open_clip_sparo.evaluation.fixes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import torch
+from clip_benchmark import cli
+from clip_benchmark import models as benchmark_models
+from clip_benchmark.datasets import builder
+from clip_benchmark.metrics import linear_probe, zeroshot_classification
+
+from ..files import refuse_existing
+from ..loading import load_model
+from ..metrics import topk_accuracy
+from ..selection import read_slots, select_slots
+from .datasets import check_dataset_files
+from .fixes import linear_probe_on_cpu
+
+MODEL_TYPE = "sparo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """CLIP_benchmark's ``eval`` parser with every argument, plus ``--slots``.
+
+    Call within :func:`registered_model_type`, so that ``sparo`` is a ``--model_type`` choice.
+    """
+    with mock.patch.object(sys, "argv", ["sparo", "eval"]):
+        parser, _ = cli.get_parser_args()
+    # argparse has no public way to reach a subcommand's parser
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    eval_parser = subcommands.choices["eval"]
+    eval_parser.prog = "sparo eval"
+    eval_parser.add_argument(
+        "--slots",
+        default=None,
+        help="evaluate SPARO models on these slots only: the slots.json of `sparo select` or a "
+        "JSON list of slot indices",
+    )
+    eval_parser.set_defaults(model_type=MODEL_TYPE, pretrained=[""])
+    return eval_parser
+
+
+@contextmanager
+def registered_model_type(load: Callable[..., tuple[Any, Any, Any]]) -> Iterator[None]:
+    """Make ``load`` CLIP_benchmark's model type ``sparo`` (a ``--model_type`` choice)."""
+    with mock.patch.dict(benchmark_models.TYPE2FUNC, {MODEL_TYPE: load}):
+        benchmark_models.MODEL_TYPES.append(MODEL_TYPE)
+        try:
+            yield
+        finally:
+            benchmark_models.MODEL_TYPES.remove(MODEL_TYPE)
+
+
+class _Evaluation:
+    """What the CLIP_benchmark hooks of one ``sparo eval`` share: the slot selection, the slots
+    of the model being evaluated, and the contexts that keep the selection applied."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.slots: list[int] | None = None
+        self.slots_used: list[int] | None = None
+
+    def load(
+        self, model_name: str, pretrained: str, cache_dir: str | None = None, device: str = "cpu"
+    ) -> tuple[torch.nn.Module, Any, Any]:
+        loaded = load_model(model_name, pretrained, device=device, cache_dir=cache_dir)
+        model = loaded.model
+        if self.slots is not None:
+            self.stack.enter_context(select_slots(model, self.slots))
+            self.slots_used = sorted(self.slots)
+        elif hasattr(model, "num_slots"):
+            self.slots_used = list(range(model.num_slots))
+        else:
+            self.slots_used = None
+        return model, loaded.preprocess, loaded.tokenizer
+
+    def dump(self, result: dict[str, Any], fp: Any, **kwargs: Any) -> None:
+        if self.slots_used is not None:
+            result = {**result, "slots": self.slots_used}
+        json.dump(result, fp, **kwargs)
+
+
+def evaluate(argv: list[str]) -> int:
+    """``sparo eval`` with the command-line arguments ``argv``."""
+    with ExitStack() as stack:
+        session = _Evaluation(stack)
+        stack.enter_context(registered_model_type(session.load))
+        args = build_parser().parse_args(argv)
+        if args.slots is not None:
+            session.slots = read_slots(args.slots)
+            # linear probe caches features per model and dataset: keep slot subsets apart
+            Path(args.feature_root).mkdir(parents=True, exist_ok=True)
+            args.feature_root = str(Path(args.feature_root) / _slots_key(session.slots))
+        stack.enter_context(_patched_clip_benchmark(session))
+        cli.main_eval(args)
+    return 0
+
+
+@contextmanager
+def _patched_clip_benchmark(session: _Evaluation) -> Iterator[None]:
+    """CLIP_benchmark as ``sparo eval`` runs it, restored on exit.
+
+    ``clip_benchmark.cli.run`` writes the result with the module-level names ``open`` and
+    ``json``, builds data sets with ``build_dataset``, and the metrics modules look up
+    ``accuracy`` and ``evaluate`` at call time; replacing those names is all it takes.
+    """
+    with ExitStack() as stack:
+        patch = stack.enter_context
+        patch(mock.patch.object(cli, "open", _open_new, create=True))
+        patch(mock.patch.object(cli, "json", SimpleNamespace(dump=session.dump, load=json.load)))
+        patch(mock.patch.object(cli, "build_dataset", _checked_build_dataset))
+        patch(mock.patch.object(zeroshot_classification, "accuracy", topk_accuracy))
+        patch(mock.patch.object(linear_probe, "accuracy", topk_accuracy))
+        if not torch.cuda.is_available():
+            on_cpu = functools.partial(linear_probe_on_cpu, linear_probe.evaluate)
+            patch(mock.patch.object(linear_probe, "evaluate", on_cpu))
+        yield
+
+
+def _checked_build_dataset(dataset_name: str, root: str, **kwargs: Any) -> Any:
+    # CLIP_benchmark builds the linear probe's training split without a task, i.e. its default
+    task = kwargs.get("task", "zeroshot_classification")
+    split = kwargs.get("split", "test")
+    check_dataset_files(dataset_name, root, split, task, kwargs.get("annotation_file"))
+    return builder.build_dataset(dataset_name=dataset_name, root=root, **kwargs)
+
+
+def _open_new(file: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+    """``open`` for CLIP_benchmark's result file: creates its folder, refuses to replace it."""
+    if "w" in mode:
+        refuse_existing(
+            [file],
+            "choose another --output, remove it, or pass --skip_existing to skip finished "
+            "evaluations.",
+        )
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    return open(file, mode.replace("w", "x"), *args, **kwargs)
+
+
+def _slots_key(slots: Sequence[int]) -> str:
+    digest = hashlib.sha1(json.dumps(sorted(slots)).encode()).hexdigest()[:12]
+    return f"slots-{len(slots)}-{digest}"

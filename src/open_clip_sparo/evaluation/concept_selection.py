@@ -1,0 +1,248 @@
+"""``sparo select``: choose the slots (concepts) that serve a task best.
+
+This project's protocol (the paper's is not public): encode the dataset once into per-slot
+similarities; split its items by seed into a selection part and a report part (or select on a
+separate validation split); search slot subsets on the selection part, by greedy forward
+selection (default) or backward elimination, maximising the task metric; keep the step with the
+best selection metric (the fewest slots on ties); report all slots against that subset on the
+report part. The result, ``slots.json``, is accepted by ``sparo eval --slots`` and
+:func:`open_clip_sparo.select_slots`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..concepts import (
+    SEARCHES,
+    Step,
+    SubsetSums,
+    backward_elimination,
+    best_step,
+    forward_selection,
+    split_items,
+    values_along,
+)
+from ..concepts.plot import plot_steps
+from ..files import refuse_existing, write_json
+from ..loading import LoadedModel, add_model_args, load_model
+from .datasets import fill_root
+from .similarity import TASKS, SlotSimilarities, slot_similarities
+
+
+def default_metric(task: str, recall_k: Sequence[int]) -> str:
+    """The metric maximised unless ``--metric`` says otherwise."""
+    return {
+        "zeroshot_classification": "acc1",
+        "zeroshot_retrieval": f"image_retrieval_recall@{recall_k[0]}",
+        "image_caption_selection": "acc",
+    }[task]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparo select",
+        description="Choose the slots that maximise a task metric (this project's protocol: "
+        "greedy search on a selection part, report on a disjoint part).",
+    )
+    add_model_args(parser)
+    parser.add_argument("--dataset", required=True, help="CLIP_benchmark dataset, e.g. wds/x")
+    parser.add_argument("--dataset_root", required=True)
+    parser.add_argument("--task", default="auto", choices=["auto", *TASKS])
+    parser.add_argument("--split", default="test", help="split to report on")
+    parser.add_argument(
+        "--selection_split",
+        default=None,
+        help="select on this split (e.g. a validation split) and report on all of --split; "
+        "by default --split is divided by --seed",
+    )
+    parser.add_argument(
+        "--selection_dataset_root",
+        default=None,
+        help="select on the data set at this root (e.g. a validation copy of --dataset_root) "
+        "and report on all of --dataset_root; combines with --selection_split",
+    )
+    parser.add_argument("--selection_fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search", default="forward", choices=SEARCHES)
+    parser.add_argument("--max_slots", type=int, default=None, help="forward: stop at this size")
+    parser.add_argument("--metric", default=None, help="CLIP_benchmark metric to maximise")
+    parser.add_argument("--recall_k", type=int, nargs="+", default=[5])
+    parser.add_argument("--language", default="en")
+    parser.add_argument("--annotation_file", default="")
+    parser.add_argument("--custom_template_file", default=None)
+    parser.add_argument("--custom_classname_file", default=None)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--cache_dir",
+        default=str(Path.home() / ".cache" / "open_clip_sparo" / "slot_similarities"),
+        help="per-slot similarities are cached here, keyed by model, weights and dataset",
+    )
+    parser.add_argument("--out", required=True, help="slots.json to write")
+    parser.add_argument("--plot", default=None, help="PNG of metric vs slots (default: --out .png)")
+    return parser
+
+
+def select(argv: list[str]) -> int:
+    """``sparo select`` with the command-line arguments ``argv``."""
+    args = build_parser().parse_args(argv)
+    _check_parts_differ(args)
+    out = Path(args.out)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    refuse_existing([out, plot], "choose another --out/--plot or remove them.")
+    loaded = load_model(args.model, args.pretrained, device=args.device)
+    selection, report, protocol = _parts(args, _encoder(loaded, args))
+    metric = args.metric or default_metric(selection.task, args.recall_k)
+    available = selection.metrics(recall_k=args.recall_k)
+    if metric not in available:
+        raise ValueError(
+            f"--metric {metric!r} is not a metric of {selection.task}: {list(available)}."
+        )
+
+    def objective(part: SlotSimilarities) -> Callable[[SubsetSums], float]:
+        return lambda sums: part.metrics_of(sums.scores(), args.recall_k)[metric]
+
+    steps = _search(args, selection, objective(selection))
+    chosen = best_step(steps)
+    report_values = values_along(steps, report.slot_sums, objective(report))
+    result = {
+        "slots": list(chosen.slots),
+        "num_slots": selection.num_slots,
+        "model": args.model,
+        "pretrained": args.pretrained,
+        "weights": [str(p) for p in loaded.weights],
+        "dataset": args.dataset,
+        "dataset_root": args.dataset_root,
+        "task": selection.task,
+        "metric": metric,
+        "protocol": {
+            "search": args.search,
+            "max_slots": args.max_slots,
+            "choice": "step with the best selection metric; fewest slots on ties",
+            **protocol,
+        },
+        "selection": {"all_slots": available},
+        "report": {
+            "all_slots": report.metrics(recall_k=args.recall_k),
+            "selected": report.metrics(chosen.slots, recall_k=args.recall_k),
+        },
+        "steps": [
+            {"slots": list(s.slots), "changed": s.changed, "selection": s.value, "report": value}
+            for s, value in zip(steps, report_values, strict=True)
+        ],
+    }
+    write_json(out, result, overwrite=False)
+    plot_steps(result, plot)
+    all_slots, selected = (result["report"][k][metric] for k in ("all_slots", "selected"))
+    print(
+        f"{metric} on the report part: all {selection.num_slots} slots {all_slots:.4f}, "
+        f"selected {len(chosen.slots)} slots {selected:.4f}; wrote {out} and {plot}"
+    )
+    return 0
+
+
+def _search(
+    args: argparse.Namespace, selection: SlotSimilarities, value: Callable[[SubsetSums], float]
+) -> list[Step]:
+    num_slots = selection.num_slots
+    if args.search == "forward":
+        limit = min(args.max_slots or num_slots, num_slots)
+        total = sum(num_slots - i for i in range(limit))
+    else:
+        total = num_slots * (num_slots + 1) // 2
+    with tqdm(total=total, desc=f"{args.search} selection") as bar:
+
+        def counted(sums: SubsetSums) -> float:
+            bar.update()
+            return value(sums)
+
+        if args.search == "forward":
+            return forward_selection(num_slots, selection.slot_sums, counted, args.max_slots)
+        return backward_elimination(num_slots, selection.slot_sums, counted)
+
+
+def _check_parts_differ(args: argparse.Namespace) -> None:
+    """Refuse a selection split and root that are the report's: selecting slots on the data
+    they are reported on would overstate the result."""
+    if args.selection_split is None and args.selection_dataset_root is None:
+        return  # --selection_fraction divides --split into disjoint parts
+    split = args.selection_split or args.split
+    root = args.selection_dataset_root or args.dataset_root
+
+    def resolved(path: str) -> Path:
+        return Path(fill_root(args.dataset, path)).resolve()
+
+    if split == args.split and resolved(root) == resolved(args.dataset_root):
+        raise ValueError(
+            f"the selection part (--selection_split {split}, --selection_dataset_root {root}) "
+            f"is the report part (--split {args.split}, --dataset_root {args.dataset_root}): "
+            "slots chosen on the data they are reported on overstate the result. Select on "
+            "other data (another --selection_split or --selection_dataset_root, e.g. a "
+            "validation split), or pass neither to divide --split by --seed."
+        )
+
+
+def _parts(
+    args: argparse.Namespace, encode: Callable[[str, str], SlotSimilarities]
+) -> tuple[SlotSimilarities, SlotSimilarities, dict[str, Any]]:
+    """The selection and report parts, and how they were made."""
+    evaluated = encode(args.split, args.dataset_root)
+    if args.selection_split is not None or args.selection_dataset_root is not None:
+        split = args.selection_split or args.split
+        root = args.selection_dataset_root or args.dataset_root
+        selection = encode(split, root)
+        return (
+            selection,
+            evaluated,
+            {
+                "selection": {"split": split, "root": root, "items": selection.num_items},
+                "report": {
+                    "split": args.split,
+                    "root": args.dataset_root,
+                    "items": evaluated.num_items,
+                },
+            },
+        )
+    selection_items, report_items = split_items(
+        evaluated.num_items, args.selection_fraction, args.seed
+    )
+    protocol = {
+        "selection": {
+            "split": args.split,
+            "fraction": args.selection_fraction,
+            "seed": args.seed,
+            "items": len(selection_items),
+        },
+        "report": {"split": args.split, "items": len(report_items)},
+    }
+    return evaluated.subset(selection_items), evaluated.subset(report_items), protocol
+
+
+def _encoder(
+    loaded: LoadedModel, args: argparse.Namespace
+) -> Callable[[str, str], SlotSimilarities]:
+    def encode(split: str, root: str) -> SlotSimilarities:
+        return slot_similarities(
+            loaded,
+            args.dataset,
+            root,
+            split=split,
+            task=args.task,
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            language=args.language,
+            annotation_file=args.annotation_file,
+            custom_template_file=args.custom_template_file,
+            custom_classname_file=args.custom_classname_file,
+        )
+
+    return encode

@@ -1,0 +1,72 @@
+"""The demo pipeline, end to end, in its reduced budget."""
+
+import json
+import statistics
+
+import pytest
+
+from open_clip_sparo.cli import main as sparo
+from open_clip_sparo.demos.clip import BUDGETS
+from open_clip_sparo.demos.clip_report import SELECTED, outcome, parse_losses
+from open_clip_sparo.demos.runner import MODELS, SPARO
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert sparo(["demo", "--out", str(out), "--budget", "smoke"]) == 0
+    return out
+
+
+def test_demo_writes_report_and_results(demo):
+    results = json.loads((demo / "results.json").read_text())
+    datasets = BUDGETS["smoke"].datasets
+    assert set(results["results"]) == {*MODELS, SELECTED}
+    for model in results["results"].values():
+        assert set(model) == set(datasets)
+        for entry in model.values():
+            assert 0.0 <= entry["mean"] <= 1.0 and len(entry["per_seed"]) == 1
+    assert results["parameters"][SPARO] <= results["parameters"]["ViT-Ti-8-64"]
+    report = (demo / "report.md").read_text()
+    assert all(d in report for d in datasets)
+    for figure in ("losses.png", "tasks.png", "summary.png"):
+        assert (demo / "figures" / figure).stat().st_size > 0
+    for model in MODELS:
+        assert parse_losses(demo / "runs" / f"{model}-seed0" / "out.log")
+
+
+def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
+    before = (demo / "report.md").read_text()
+    (demo / "steps" / "report.json").unlink()
+    assert sparo(["demo", "--out", str(demo), "--budget", "smoke"]) == 0
+    output = capsys.readouterr().out
+    assert "train-sparo-ViT-Ti-8-64-seed0: done in an earlier run, reused" in output
+    # the earlier report keeps its own charts
+    expected = before.replace("figures/losses.png", "figures/losses.1.png")
+    assert (demo / "report.1.md").read_text() == expected.replace("tasks.png", "tasks.1.png")
+    assert (demo / "figures" / "tasks.1.png").stat().st_size > 0
+    assert (demo / "figures" / "tasks.png").stat().st_size > 0
+    assert (demo / "results.1.json").exists()
+
+
+def test_other_budget_in_the_same_folder_is_refused(demo, capsys):
+    assert sparo(["demo", "--out", str(demo), "--budget", "full"]) == 1
+    assert "another budget" in capsys.readouterr().err
+
+
+def _entry(*per_seed: float) -> dict:
+    mean = sum(per_seed) / len(per_seed)
+    std = None if len(per_seed) == 1 else statistics.stdev(per_seed)
+    return {"per_seed": list(per_seed), "mean": mean, "std": std}
+
+
+def test_outcome_counts_higher_lower_and_beyond_the_spread():
+    results = {
+        "a": {"wds/x": _entry(0.5, 0.6), "wds/y": _entry(0.2, 0.2), "wds/z": _entry(0.1, 0.3)},
+        "b": {"wds/x": _entry(0.3, 0.32), "wds/y": _entry(0.2, 0.2), "wds/z": _entry(0.2, 0.4)},
+    }
+    assert outcome(results, "a", "b") == (
+        "a is higher than b on 1 of 3 test sets, lower on 1, beyond the spread on 1 (x +24.0)"
+    )
+    single = {m: {"wds/x": _entry(r["wds/x"]["mean"])} for m, r in results.items()}
+    assert outcome(single, "b", "a") == "b is higher than a on 0 of 1 test sets, lower on 1"

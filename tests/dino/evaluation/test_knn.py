@@ -1,0 +1,77 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from dino_utils import labelled_folders, one_thread, untrained_checkpoint
+
+from open_clip_sparo.dino.evaluation.knn import knn_scores, main
+
+
+def test_knn_scores_are_dinos_weighted_vote():
+    torch.manual_seed(0)
+    train, labels, queries = torch.randn(30, 8), torch.randint(0, 3, (30,)), torch.randn(4, 8)
+    scores = knn_scores(train, labels, queries, num_classes=3, k=5, temperature=0.07, chunk_size=3)
+    similarity = F.normalize(queries, dim=-1) @ F.normalize(train, dim=-1).T
+    for q in range(4):
+        nearest = similarity[q].argsort(descending=True)[:5]
+        expected = torch.zeros(3)
+        for n in nearest:
+            expected[labels[n]] += torch.exp(similarity[q, n] / 0.07)
+        torch.testing.assert_close(scores[q], expected)
+
+
+def test_knn_classifies_clusters_and_caps_k():
+    centres = torch.eye(4) * 10
+    train = centres.repeat_interleave(5, 0) + torch.randn(20, 4) * 0.1
+    labels = torch.arange(4).repeat_interleave(5)
+    scores = knn_scores(train, labels, centres, num_classes=4, k=100)
+    assert torch.equal(scores.argmax(1), torch.arange(4))
+
+
+def test_knn_rejects_k_below_one():
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        knn_scores(torch.randn(3, 2), torch.zeros(3, dtype=torch.long), torch.randn(1, 2), 1, 0)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("knn")
+    train, val = labelled_folders(root)
+    sparo = untrained_checkpoint(root / "sparo.pt", "sparo-ViT-Ti-8-64")
+    class_token = untrained_checkpoint(root / "cls.pt", "ViT-Ti-8-64")
+    return root, train, val, sparo, class_token
+
+
+def _argv(setup, checkpoint, out, *extra):
+    _, train, val, _, _ = setup
+    return [
+        "--checkpoint", str(checkpoint), "--train-data", str(train), "--val-data", str(val),
+        "--workers", "0", "--device", "cpu", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("which", [3, 4], ids=["sparo", "class-token"])
+def test_knn_command_on_both_backbones(setup, tmp_path, which):
+    out = tmp_path / "knn.json"
+    with one_thread():
+        assert main(_argv(setup, setup[which], out, "--k", "1", "20")) == 0
+    results = json.loads(out.read_text())
+    assert results["num_train"] == 24 and results["num_val"] == 12
+    assert results["feature_dim"] == (256 if which == 3 else 128)
+    assert set(results["knn"]) == {"1", "20"}
+    # four colours: even random frozen features find the nearest same-coloured square
+    assert results["knn"]["1"]["top1"] > 50
+    with pytest.raises(FileExistsError):
+        main(_argv(setup, setup[which], out))
+
+
+def test_knn_on_selected_slots(setup, tmp_path):
+    slots = tmp_path / "slots.json"
+    slots.write_text(json.dumps({"slots": [0, 3, 7]}))
+    out = tmp_path / "knn.json"
+    with one_thread():
+        assert main(_argv(setup, setup[3], out, "--slots", str(slots))) == 0
+    assert json.loads(out.read_text())["slots"] == [0, 3, 7]
+    with pytest.raises(ValueError, match="no SPARO slots"):
+        main(_argv(setup, setup[4], tmp_path / "cls.json", "--slots", str(slots)))

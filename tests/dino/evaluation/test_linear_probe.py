@@ -1,0 +1,35 @@
+import json
+
+import torch
+from dino_utils import labelled_folders, one_thread, untrained_checkpoint
+
+from open_clip_sparo.dino.evaluation.linear_probe import main, train_linear_probe
+
+
+def test_linear_probe_separates_linearly_separable_classes():
+    torch.manual_seed(0)
+    # class c is shifted along direction c, on top of a large shared offset and scale
+    labels = torch.arange(3).repeat(40)
+    features = torch.randn(120, 16) + 6 * torch.eye(16)[labels] + 50
+    probe = train_linear_probe(features, labels, num_classes=3, epochs=30, batch_size=32)
+    with torch.no_grad():
+        accuracy = (probe(features).argmax(1) == labels).float().mean()
+    assert accuracy == 1.0
+    # the probe standardises with the training set's statistics
+    torch.testing.assert_close(probe[0].running_mean, features.mean(0))
+
+
+def test_linear_probe_command(tmp_path):
+    train, val = labelled_folders(tmp_path)
+    checkpoint = untrained_checkpoint(tmp_path / "sparo.pt", "sparo-ViT-Ti-8-64")
+    out = tmp_path / "probe.json"
+    argv = [
+        "--checkpoint", str(checkpoint), "--train-data", str(train), "--val-data", str(val),
+        "--workers", "0", "--device", "cpu", "--epochs", "20", "--out", str(out),
+    ]  # fmt: skip
+    with one_thread():
+        assert main(argv) == 0
+    results = json.loads(out.read_text())
+    assert results["backbone"] == "sparo-ViT-Ti-8-64" and results["network"] == "teacher"
+    assert results["linear_probe"]["epochs"] == 20
+    assert results["linear_probe"]["top1"] > 50  # four colours, linearly separable

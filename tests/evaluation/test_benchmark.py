@@ -1,0 +1,251 @@
+import json
+
+import open_clip
+import pytest
+import torch
+from benchmark_data import (
+    save_tiny_model,
+    write_run_folder,
+    write_sugar_crepe,
+    write_wds_classification,
+    write_wds_retrieval,
+)
+from clip_benchmark import cli
+from clip_benchmark import models as benchmark_models
+from clip_benchmark.metrics import linear_probe, zeroshot_classification
+
+from open_clip_sparo import cli as sparo_cli
+from open_clip_sparo import save_pretrained
+from open_clip_sparo.evaluation import benchmark, datasets
+from open_clip_sparo.metrics import topk_accuracy
+from open_clip_sparo.selection import read_slots
+
+CLASSES = ["cat", "dog", "car", "tree", "boat", "bird"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    classification = write_wds_classification(root / "cls", CLASSES, per_class=2)
+    write_wds_classification(root / "cls", CLASSES, per_class=2, split="train", seed=50)
+    captions = [[f"picture {i}", f"image number {i}"] for i in range(8)]
+    return {
+        "model": save_tiny_model(root / "tiny.pt"),
+        "cls": classification,
+        "ret": write_wds_retrieval(root / "ret", captions),
+        "sc": write_sugar_crepe(root / "sc", "swap_obj", [(f"a {c}", f"no {c}") for c in CLASSES]),
+    }
+
+
+def run_eval(out, *args):
+    """`sparo eval` through the command dispatcher; the result JSON."""
+    argv = ["eval", *args, "--no_amp", "--num_workers", "0", "--batch_size", "4", "--quiet"]
+    assert sparo_cli.main([*argv, "--output", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def model_args(data):
+    return ["--model", "sparo-ViT-Ti-8-64", "--pretrained", str(data["model"][1])]
+
+
+def test_all_slots_equals_no_slots(data, tmp_path):
+    (tmp_path / "all.json").write_text(json.dumps({"slots": list(range(16)), "protocol": {}}))
+    dataset = ["--dataset", "wds/tiny", "--dataset_root", str(data["cls"])]
+    plain = run_eval(tmp_path / "plain.json", *model_args(data), *dataset)
+    selected = run_eval(
+        tmp_path / "sel.json", *model_args(data), *dataset, "--slots", str(tmp_path / "all.json")
+    )
+    assert plain["task"] == "zeroshot_classification"
+    assert set(plain["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
+    assert selected["metrics"] == plain["metrics"]
+    assert plain["slots"] == selected["slots"] == list(range(16))
+
+
+def test_slot_subset_is_applied_and_recorded(data, tmp_path):
+    (tmp_path / "slots.json").write_text("[5, 3]")
+    dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    result = run_eval(
+        tmp_path / "r.json", *model_args(data), *dataset, "--slots", str(tmp_path / "slots.json")
+    )
+    assert result["task"] == "image_caption_selection"
+    assert result["slots"] == [3, 5]
+    assert 0 <= result["metrics"]["acc"] <= 1
+
+
+def test_model_references_give_the_same_result(data, tmp_path):
+    model, _ = data["model"]
+    save_pretrained(model, tmp_path / "export")
+    run = write_run_folder(tmp_path / "run", model, epochs=[0])
+    dataset = ["--dataset", "wds/tiny", "--dataset_root", str(data["ret"])]
+    dataset += ["--task", "zeroshot_retrieval", "--recall_k", "1", "3"]
+    results = [
+        run_eval(tmp_path / f"{i}.json", *refs, *dataset)
+        for i, refs in enumerate(
+            [
+                model_args(data),
+                ["--model", f"local-dir:{tmp_path / 'export'}"],
+                ["--model", str(run)],
+            ]
+        )
+    ]
+    assert set(results[0]["metrics"]) == {
+        f"{d}_retrieval_recall@{k}" for d in ("image", "text") for k in (1, 3)
+    }
+    assert results[1]["metrics"] == results[0]["metrics"] == results[2]["metrics"]
+
+
+def test_linear_probe_runs_on_cpu(data, tmp_path):
+    (tmp_path / "slots.json").write_text("[0, 1, 2, 3]")
+    dataset = ["--dataset", "wds/tiny", "--dataset_root", str(data["cls"])]
+    probe = ["--task", "linear_probe", "--fewshot_epochs", "2", "--fewshot_lr", "0.5"]
+    features = tmp_path / "features"
+    result = run_eval(
+        tmp_path / "lp.json",
+        *model_args(data),
+        *dataset,
+        *probe,
+        "--feature_root",
+        str(features),
+        "--slots",
+        str(tmp_path / "slots.json"),
+    )
+    assert 0 <= result["metrics"]["lp_acc1"] <= 1
+    assert result["slots"] == [0, 1, 2, 3]
+    # cached features of a slot subset never mix with those of all slots
+    (cached,) = features.glob("slots-4-*/*/features_train.pt")
+    assert torch.load(cached).shape == (12, 256)
+
+
+def test_plain_openclip_models_still_work(data, tmp_path):
+    torch.manual_seed(0)
+    plain = open_clip.create_model("ViT-Ti-8-64")
+    torch.save({"state_dict": plain.state_dict()}, tmp_path / "plain.pt")
+    model = ["--model", "ViT-Ti-8-64", "--pretrained", str(tmp_path / "plain.pt")]
+    dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    result = run_eval(tmp_path / "r.json", *model, *dataset)
+    assert "slots" not in result
+    (tmp_path / "slots.json").write_text("[1]")
+    with pytest.raises(ValueError, match="no SPARO slots"):
+        benchmark.evaluate([*model, *dataset, "--slots", str(tmp_path / "slots.json"), "--quiet"])
+
+
+def test_results_are_never_overwritten(data, tmp_path):
+    out = tmp_path / "r.json"
+    out.write_text("{}")
+    args = [*model_args(data), "--dataset", "sugar_crepe/swap_obj"]
+    args += ["--dataset_root", str(data["sc"]), "--no_amp", "--num_workers", "0", "--quiet"]
+    with pytest.raises(FileExistsError, match="--skip_existing"):
+        benchmark.evaluate([*args, "--output", str(out)])
+    assert benchmark.evaluate([*args, "--output", str(out), "--skip_existing"]) == 0
+    assert out.read_text() == "{}"
+
+
+def test_missing_dataset_files_are_listed(data, tmp_path, capsys):
+    args = [*model_args(data), "--dataset_root", str(tmp_path / "nowhere"), "--quiet"]
+    with pytest.raises(FileNotFoundError, match=r"missing: \[.*nshards.txt"):
+        benchmark.evaluate([*args, "--dataset", "wds/tiny"])
+    with pytest.raises(FileNotFoundError, match=r"val2017.*swap_att\.json"):
+        benchmark.evaluate([*args, "--dataset", "sugar_crepe/swap_att"])
+    # through the dispatcher: a one-line error, exit code 1
+    assert sparo_cli.main(["eval", *args, "--dataset", "wds/tiny"]) == 1
+    assert "nshards.txt" in capsys.readouterr().err
+    retrieval = [*model_args(data), "--dataset", "wds/tiny", "--dataset_root", str(data["ret"])]
+    with pytest.raises(ValueError, match="--task zeroshot_retrieval"):
+        benchmark.evaluate(retrieval)
+
+
+def test_missing_files_are_listed_before_any_download(tmp_path):
+    root = write_wds_classification(tmp_path / "cls", CLASSES, per_class=1, num_shards=2)
+    (root / "test" / "1.tar").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing: \[.*1\.tar'\]"):
+        datasets.check_dataset_files("wds/x", str(root), "test", "zeroshot_classification")
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"missing: \[.*coco_test_karpathy\.json'\]"):
+        datasets.check_dataset_files("mscoco_captions", str(tmp_path / "coco"), "test", "auto")
+    with pytest.raises(FileNotFoundError, match=r"flickr30k_test_karpathy\.txt"):
+        datasets.check_dataset_files("flickr30k", str(tmp_path), "test", "auto")
+
+
+@pytest.mark.parametrize(
+    "dataset", ["imagenetv2", "imagenet_sketch", "imagenet-a", "imagenet-r", "objectnet", "cifar10"]
+)
+def test_other_datasets_need_a_populated_root(tmp_path, dataset):
+    root = tmp_path / "root"
+    with pytest.raises(FileNotFoundError, match=r"root, which is missing; nothing is downloaded"):
+        datasets.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    root.mkdir()
+    with pytest.raises(FileNotFoundError, match="which is empty"):
+        datasets.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    (root / "images").mkdir()
+    datasets.check_dataset_files(dataset, str(root), "test", "zeroshot_classification")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileNotFoundError, match="which is not a folder"):
+        datasets.check_dataset_files(dataset, str(tmp_path / "file"), "test", "auto")
+
+
+def test_datasets_without_local_data_are_not_checked(tmp_path):
+    datasets.check_dataset_files("dummy", str(tmp_path / "none"), "test", "auto")
+    datasets.check_dataset_files("wds/x", "https://example.org/x", "test", "zeroshot_retrieval")
+
+
+def test_missing_roots_never_reach_clip_benchmark(data, tmp_path, monkeypatch):
+    """CLIP_benchmark would download imagenetv2 into the missing root despite download=False."""
+
+    def downloading(*_, **__):
+        raise AssertionError("CLIP_benchmark's build_dataset was called")
+
+    monkeypatch.setattr(datasets.builder, "build_dataset", downloading)
+    with pytest.raises(FileNotFoundError, match=r"data.imagenetv2, which is missing"):
+        datasets.build_dataset("imagenetv2", str(tmp_path / "data" / "{dataset}"), None)
+    args = [*model_args(data), "--dataset", "imagenetv2", "--dataset_root", str(tmp_path / "v2")]
+    with pytest.raises(FileNotFoundError, match="pass --dataset_root to a prepared copy"):
+        benchmark.evaluate([*args, "--quiet", "--output", str(tmp_path / "r.json")])
+    assert not (tmp_path / "v2").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_clip_benchmark_is_left_as_it_was(data, tmp_path):
+    accuracy, probe = zeroshot_classification.accuracy, linear_probe.evaluate
+    run_eval(
+        tmp_path / "r.json",
+        *model_args(data),
+        "--dataset",
+        "sugar_crepe/swap_obj",
+        "--dataset_root",
+        str(data["sc"]),
+    )
+    assert zeroshot_classification.accuracy is accuracy
+    assert linear_probe.accuracy is accuracy
+    assert linear_probe.evaluate is probe
+    assert benchmark.MODEL_TYPE not in benchmark_models.MODEL_TYPES
+    assert not hasattr(cli, "open")
+    assert cli.json is json
+
+
+def test_parser_has_every_clip_benchmark_argument_and_slots():
+    with benchmark.registered_model_type(lambda **_: None):
+        parser = benchmark.build_parser()
+    text = parser.format_help()
+    for option in ("--dataset_root", "--recall_k", "--fewshot_k", "--skip_existing", "--slots"):
+        assert option in text
+    args = parser.parse_args(["--dataset", "wds/x"])
+    assert (args.model_type, args.pretrained) == ("sparo", [""])
+
+
+def test_topk_accuracy():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
+    target = torch.tensor([1, 2, 2, 1])
+    assert topk_accuracy(logits, target, topk=(1, 2, 3)) == [0.5, 0.75, 1.0]
+    # the linear probe passes float targets
+    assert topk_accuracy(logits, target.float()) == [0.5]
+
+
+def test_read_slots(tmp_path):
+    (tmp_path / "list.json").write_text("[4, 1]")
+    (tmp_path / "select.json").write_text(json.dumps({"slots": [2], "steps": []}))
+    (tmp_path / "bad.json").write_text(json.dumps({"slot": [2]}))
+    assert read_slots(tmp_path / "list.json") == [4, 1]
+    assert read_slots(tmp_path / "select.json") == [2]
+    with pytest.raises(ValueError, match="list of slot indices"):
+        read_slots(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_slots(tmp_path / "none.json")
