@@ -148,8 +148,8 @@ def test_shared_queries_are_passed_in():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_heads": 3}, "must divide"),
-        ({"value_dim": 4}, "share_kv needs value_dim"),
+        ({"num_heads": 3}, "does not divide"),
+        ({"value_dim": 4}, "share_kv=true uses the keys as values"),
     ],
 )
 def test_invalid_sizes(kwargs, message):

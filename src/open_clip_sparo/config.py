@@ -13,9 +13,10 @@ LOGIT_SLOT_WEIGHTS = ("softmax", "sqrtsoftmax")
 
 @dataclass(frozen=True)
 class SparoCfg:
-    """Sizes and options of the SPARO read-out (docs/model.md).
+    """Sizes and options of the SPARO read-out (docs/model.md): the one validator of a
+    ``sparo_cfg``, and (:meth:`tower`) the one place its per-tower defaults resolve.
 
-    ``None`` sizes resolve per tower: ``attn_dim`` to ``width // heads``, ``value_dim`` to
+    ``None`` sizes resolve per tower: ``attn_dim`` to the tower's head width, ``value_dim`` to
     ``attn_dim`` and ``num_heads`` to ``num_slots``.
     """
 
@@ -43,31 +44,12 @@ class SparoCfg:
                 raise ValueError(
                     f"sparo_cfg.{name} must be true or false, got {getattr(self, name)!r}."
                 )
-        if self.slot_repr not in SLOT_REPRS:
-            raise ValueError(
-                f"sparo_cfg.slot_repr={self.slot_repr!r} is unknown; use one of {list(SLOT_REPRS)}."
-            )
-        if self.slot_weight not in SLOT_WEIGHTS:
-            raise ValueError(
-                f"sparo_cfg.slot_weight={self.slot_weight!r} is unknown; "
-                f"use one of {list(SLOT_WEIGHTS)}."
-            )
-        if self.num_heads is not None and self.num_slots % self.num_heads:
-            raise ValueError(
-                f"sparo_cfg.num_heads={self.num_heads} does not divide "
-                f"num_slots={self.num_slots}; choose num_heads among the divisors of num_slots "
-                f"{_divisors(self.num_slots)} (or null for one head per slot)."
-            )
-        if (
-            self.share_kv
-            and None not in (self.value_dim, self.attn_dim)
-            and self.value_dim != self.attn_dim
-        ):
-            raise ValueError(
-                f"sparo_cfg.value_dim={self.value_dim} differs from attn_dim={self.attn_dim}, "
-                "but share_kv=true uses the keys as values; set share_kv to false or make "
-                "value_dim equal attn_dim."
-            )
+        check_choice("slot_repr", self.slot_repr, SLOT_REPRS)
+        check_choice("slot_weight", self.slot_weight, SLOT_WEIGHTS)
+        if self.num_heads is not None:
+            check_heads(self.num_slots, self.num_heads)
+        if self.attn_dim is not None:
+            check_value_dim(self.share_kv, self.value_dim, self.attn_dim)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | SparoCfg | None) -> SparoCfg:
@@ -95,6 +77,68 @@ class SparoCfg:
     @property
     def embed_dim(self) -> int:
         return self.num_slots * self.slot_dim
+
+    def tower(self, tower: str, width: int, head_width: int, layers: int) -> TowerSizes:
+        """The read-out sizes for a tower of token ``width``, attention heads of ``head_width``
+        and ``layers`` blocks (before ``reduce_depth``), with the ``None`` sizes resolved:
+        ``attn_dim`` to ``head_width``, ``value_dim`` to ``attn_dim``, ``num_heads`` to
+        ``num_slots``. Checks what needs the tower."""
+        if self.reduce_depth >= layers:
+            raise ValueError(
+                f"sparo_cfg.reduce_depth={self.reduce_depth} must be below {tower}.layers="
+                f"{layers}; lower reduce_depth."
+            )
+        attn_dim = self.attn_dim or head_width
+        value_dim = self.value_dim or attn_dim
+        check_value_dim(self.share_kv, value_dim, attn_dim, tower)
+        return TowerSizes(
+            width=width,
+            layers=layers - self.reduce_depth,
+            attn_dim=attn_dim,
+            value_dim=value_dim,
+            num_heads=self.num_heads or self.num_slots,
+        )
+
+
+@dataclass(frozen=True)
+class TowerSizes:
+    """What :meth:`SparoCfg.tower` resolves for one tower: its token ``width``, the ``layers``
+    it keeps, and the read-out's per-head ``attn_dim``, ``value_dim`` and ``num_heads``."""
+
+    width: int
+    layers: int
+    attn_dim: int
+    value_dim: int
+    num_heads: int
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """The option ``name`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"sparo_cfg.{name}={value!r} is unknown; use one of {list(choices)}.")
+
+
+def check_heads(num_slots: int, num_heads: int) -> None:
+    """``num_heads`` key/value heads must divide ``num_slots`` slots."""
+    if num_slots % num_heads:
+        raise ValueError(
+            f"sparo_cfg.num_heads={num_heads} does not divide num_slots={num_slots}; choose "
+            f"num_heads among the divisors of num_slots {_divisors(num_slots)} (or null for one "
+            "head per slot)."
+        )
+
+
+def check_value_dim(
+    share_kv: bool, value_dim: int | None, attn_dim: int, tower: str | None = None
+) -> None:
+    """With ``share_kv`` the keys are the values, so ``value_dim`` must equal ``attn_dim``."""
+    if share_kv and value_dim is not None and value_dim != attn_dim:
+        where = f"the {tower} tower's " if tower else ""
+        raise ValueError(
+            f"sparo_cfg.value_dim={value_dim} differs from {where}attn_dim={attn_dim}, but "
+            "share_kv=true uses the keys as values; set share_kv to false, drop value_dim or "
+            "make it equal attn_dim."
+        )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

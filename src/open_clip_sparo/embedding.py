@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LOGIT_SLOT_WEIGHTS, SLOT_REPRS, SLOT_WEIGHTS
+from .config import LOGIT_SLOT_WEIGHTS, SLOT_REPRS, SLOT_WEIGHTS, check_choice
 
 
 class SlotEmbedding(nn.Module):
@@ -26,12 +26,8 @@ class SlotEmbedding(nn.Module):
 
     def __init__(self, slot_repr: str = "cont", slot_weight: str = "const") -> None:
         super().__init__()
-        if slot_repr not in SLOT_REPRS:
-            raise ValueError(f"slot_repr={slot_repr!r} is unknown; use one of {list(SLOT_REPRS)}.")
-        if slot_weight not in SLOT_WEIGHTS:
-            raise ValueError(
-                f"slot_weight={slot_weight!r} is unknown; use one of {list(SLOT_WEIGHTS)}."
-            )
+        check_choice("slot_repr", slot_repr, SLOT_REPRS)
+        check_choice("slot_weight", slot_weight, SLOT_WEIGHTS)
         self.slot_repr = slot_repr
         self.slot_weight = slot_weight
         self.selected: tuple[int, ...] | None = None

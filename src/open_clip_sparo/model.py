@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.transformer import lock_text_tower
 
-from .config import SparoCfg
+from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
 from .output import SparoOutput
 from .readout import Sparo
 from .state_dict import check_state_dict
-from .vision import SparoVisionTransformer
+from .vision import SparoVisionTransformer, vision_tower_sizes
 
 # how OpenCLIP's text pool types find the end-of-text position the read-out stops at
 _EOS_POOL_TYPES = ("argmax", "eos", "last")
@@ -41,9 +41,9 @@ class SparoCLIP(CLIP):
         sparo = SparoCfg.from_dict(sparo_cfg)
         vision = _as_cfg(CLIPVisionCfg, vision_cfg)
         text = _as_cfg(CLIPTextCfg, text_cfg)
-        _validate(embed_dim, vision, text, sparo)
-        reduced_vision = replace(vision, layers=vision.layers - sparo.reduce_depth)
-        reduced_text = replace(text, layers=text.layers - sparo.reduce_depth, proj_type="none")
+        vision_sizes, text_sizes = _tower_sizes(embed_dim, vision, text, sparo)
+        reduced_vision = replace(vision, layers=vision_sizes.layers)
+        reduced_text = replace(text, layers=text_sizes.layers, proj_type="none")
         super().__init__(embed_dim, reduced_vision, reduced_text, **kwargs)
         self.sparo_cfg = sparo
         # the config this model was built from, as OpenCLIP's factory reads it (for saving)
@@ -55,16 +55,8 @@ class SparoCLIP(CLIP):
             **{k: v for k, v in kwargs.items() if k != "cast_dtype"},
         }
 
-        vision_attn_dim = sparo.attn_dim or vision.head_width
-        text_attn_dim = sparo.attn_dim or text.width // text.heads
-        self.visual = SparoVisionTransformer.from_vit(
-            self.visual,
-            _build_readout(sparo, vision.width, vision_attn_dim),
-            SlotEmbedding(sparo.slot_repr, sparo.slot_weight),
-        )
-        self.text_sparo = _build_readout(
-            sparo, text.width, text_attn_dim, shared_queries=sparo.share_queries
-        )
+        self.visual = SparoVisionTransformer.from_vit(self.visual, sparo, vision_sizes)
+        self.text_sparo = Sparo.from_cfg(sparo, text_sizes, shared_queries=sparo.share_queries)
         self.text_slot_embedding = SlotEmbedding(sparo.slot_repr, sparo.slot_weight)
 
     @property
@@ -210,21 +202,6 @@ class SparoCLIP(CLIP):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def _build_readout(
-    sparo: SparoCfg, width: int, attn_dim: int, shared_queries: bool = False
-) -> Sparo:
-    return Sparo(
-        width=width,
-        num_slots=sparo.num_slots,
-        out_dim=sparo.readout_dim,
-        attn_dim=attn_dim,
-        value_dim=sparo.value_dim,
-        num_heads=sparo.num_heads,
-        share_kv=sparo.share_kv,
-        shared_queries=shared_queries,
-    )
-
-
 def _as_cfg(cls: type, cfg: Any) -> Any:
     return cls(**cfg) if isinstance(cfg, dict) else cfg
 
@@ -233,19 +210,18 @@ def _public_cfg(cfg: Any) -> dict[str, Any]:
     return copy.deepcopy(asdict(cfg) if is_dataclass(cfg) else cfg)
 
 
-def _validate(embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg) -> None:
-    """Checks that need the towers; ``SparoCfg`` checks its own values."""
+def _tower_sizes(
+    embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg
+) -> tuple[TowerSizes, TowerSizes]:
+    """Each tower's resolved read-out sizes, after the checks that need the towers (``SparoCfg``
+    checks its own values and those that need one tower)."""
     if embed_dim != sparo.embed_dim:
         raise ValueError(
             f"embed_dim={embed_dim} must equal sparo_cfg.num_slots * sparo_cfg.slot_dim = "
             f"{sparo.num_slots} * {sparo.slot_dim} = {sparo.embed_dim}; set embed_dim to "
             f"{sparo.embed_dim} or change the slot sizes."
         )
-    if vision.timm_model_name or not isinstance(vision.layers, int):
-        raise ValueError(
-            "SPARO needs OpenCLIP's ViT vision tower; remove vision_cfg.timm_model_name and give "
-            "vision_cfg.layers as one integer."
-        )
+    vision_sizes = vision_tower_sizes(vision, sparo)
     if text.hf_model_name:
         raise ValueError(
             "SPARO needs OpenCLIP's own text transformer; remove text_cfg.hf_model_name."
@@ -260,25 +236,11 @@ def _validate(embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: S
             f"text_cfg.pool_type={text.pool_type!r} does not locate an end-of-text token; "
             f"use one of {list(_EOS_POOL_TYPES)}."
         )
-    for tower, layers in (("vision_cfg", vision.layers), ("text_cfg", text.layers)):
-        if sparo.reduce_depth >= layers:
-            raise ValueError(
-                f"sparo_cfg.reduce_depth={sparo.reduce_depth} must be below {tower}.layers="
-                f"{layers}; lower reduce_depth."
-            )
-    vision_attn_dim = sparo.attn_dim or vision.head_width
-    text_attn_dim = sparo.attn_dim or text.width // text.heads
-    if sparo.share_queries and vision_attn_dim != text_attn_dim:
+    text_sizes = sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
+    if sparo.share_queries and vision_sizes.attn_dim != text_sizes.attn_dim:
         raise ValueError(
             f"sparo_cfg.share_queries needs one attn_dim for both towers, but they default to "
-            f"{vision_attn_dim} (vision) and {text_attn_dim} (text); set sparo_cfg.attn_dim."
+            f"{vision_sizes.attn_dim} (vision) and {text_sizes.attn_dim} (text); set "
+            "sparo_cfg.attn_dim."
         )
-    for name, value_dim, attn_dim in (
-        ("vision", sparo.value_dim, vision_attn_dim),
-        ("text", sparo.value_dim, text_attn_dim),
-    ):
-        if sparo.share_kv and value_dim is not None and value_dim != attn_dim:
-            raise ValueError(
-                f"sparo_cfg.value_dim={value_dim} differs from the {name} attn_dim={attn_dim} "
-                "while share_kv=true; set share_kv to false or drop value_dim."
-            )
+    return vision_sizes, text_sizes

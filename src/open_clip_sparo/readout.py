@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .config import SparoCfg, TowerSizes, check_heads, check_value_dim
+
 
 class Sparo(nn.Module):
     """Separate-head attention read-out.
@@ -44,12 +46,8 @@ class Sparo(nn.Module):
         super().__init__()
         num_heads = num_heads or num_slots
         value_dim = value_dim or attn_dim
-        if num_slots % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide num_slots={num_slots}.")
-        if share_kv and value_dim != attn_dim:
-            raise ValueError(
-                f"share_kv needs value_dim == attn_dim, got {value_dim} and {attn_dim}."
-            )
+        check_heads(num_slots, num_heads)
+        check_value_dim(share_kv, value_dim, attn_dim)
         self.num_slots, self.num_heads = num_slots, num_heads
         self.attn_dim, self.value_dim = attn_dim, value_dim
         self.queries = None if shared_queries else nn.Parameter(torch.randn(num_slots, attn_dim))
@@ -57,6 +55,20 @@ class Sparo(nn.Module):
         self.value = None if share_kv else nn.Linear(width, num_heads * value_dim)
         self.out = nn.Linear(value_dim, out_dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_cfg(cls, cfg: SparoCfg, sizes: TowerSizes, shared_queries: bool = False) -> Sparo:
+        """The read-out ``cfg`` describes for a tower of resolved ``sizes``."""
+        return cls(
+            width=sizes.width,
+            num_slots=cfg.num_slots,
+            out_dim=cfg.readout_dim,
+            attn_dim=sizes.attn_dim,
+            value_dim=sizes.value_dim,
+            num_heads=sizes.num_heads,
+            share_kv=cfg.share_kv,
+            shared_queries=shared_queries,
+        )
 
     def reset_parameters(self) -> None:
         """Initialise as the authors' code: xavier keys/values, zero biases, N(0, 1) queries."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+from open_clip.model import CLIPVisionCfg
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
+from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
 from .output import SparoOutput
 from .readout import Sparo
@@ -24,12 +26,14 @@ class SparoVisionTransformer(VisionTransformer):
 
     @classmethod
     def from_vit(
-        cls, vit: VisionTransformer, sparo: Sparo, slot_embedding: SlotEmbedding
+        cls, vit: VisionTransformer, sparo_cfg: SparoCfg, sizes: TowerSizes
     ) -> SparoVisionTransformer:
-        """Specialise a ViT built by OpenCLIP's own tower builder, in place.
+        """Specialise a ViT built by OpenCLIP's own tower builder, in place: the one way both
+        :class:`~open_clip_sparo.SparoCLIP` and the DINO backbone get their SPARO tower.
 
-        OpenCLIP's builder hard-codes the class it instantiates; building with it and then
-        specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP interprets it.
+        OpenCLIP's builder hard-codes the class it instantiates; building with it (``sizes.layers``
+        blocks) and then specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP
+        interprets it.
         """
         if type(vit) is not VisionTransformer:
             raise ValueError(
@@ -42,8 +46,8 @@ class SparoVisionTransformer(VisionTransformer):
             )
         vit.__class__ = cls
         vit.proj = None
-        vit.sparo = sparo
-        vit.slot_embedding = slot_embedding
+        vit.sparo = Sparo.from_cfg(sparo_cfg, sizes)
+        vit.slot_embedding = SlotEmbedding(sparo_cfg.slot_repr, sparo_cfg.slot_weight)
         return vit
 
     def read_out(self, tokens: torch.Tensor) -> SparoOutput:
@@ -80,3 +84,19 @@ class SparoVisionTransformer(VisionTransformer):
         if self.sparo.queries is not None:
             names.add("sparo.queries")
         return names
+
+
+def check_vision_cfg(vision: CLIPVisionCfg) -> None:
+    """SPARO reads out of OpenCLIP's own ViT tower, given as one integer of ``layers``."""
+    if vision.timm_model_name or not isinstance(vision.layers, int):
+        raise ValueError(
+            "SPARO (and its DINO class-token twin) needs OpenCLIP's ViT vision tower; remove "
+            "vision_cfg.timm_model_name and give "
+            "vision_cfg.layers as one integer."
+        )
+
+
+def vision_tower_sizes(vision: CLIPVisionCfg, sparo_cfg: SparoCfg) -> TowerSizes:
+    """The SPARO read-out sizes of the ViT tower ``vision`` (checked)."""
+    check_vision_cfg(vision)
+    return sparo_cfg.tower("vision_cfg", vision.width, vision.head_width, vision.layers)

@@ -1,28 +1,18 @@
-"""``sparo generate``: the synthetic world as WebDataset training shards and evaluation sets.
-
-Layout under ``--out``::
-
-    train/{000000..}.tar, sizes.json        image-caption shards for open_clip_train
-    eval/{val,test}/synth_<name>/...        CLIP_benchmark ``wds/synth_<name>`` sets
-    eval/{val,test}/sugar_crepe-<task>/     CLIP_benchmark ``sugar_crepe/<task>`` sets
-    manifest.json                           settings, sizes, the datasets and their tasks
-
-Evaluate a split with ``--dataset_root <out>/eval/<split>/{dataset_cleaned}`` (CLIP_benchmark
-fills it in with the data set's name, ``wds/`` dropped and ``/`` as ``-``). Everything is
-deterministic given ``--seed``; training uses only the seen colour-shape pairs."""
+"""``sparo generate``: the synthetic world's training shards and evaluation sets (layout in
+:mod:`open_clip_sparo.synthetic`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..synthetic import generate
+from .. import synthetic
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sparo generate",
-        description=__doc__,
+        description=synthetic.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -38,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train_samples", "eval_samples", "shard_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    manifest = generate(args.out, args.train_samples, args.eval_samples, args.shard_size, args.seed)
+    manifest = synthetic.generate(
+        args.out, args.train_samples, args.eval_samples, args.shard_size, args.seed
+    )
     print(json.dumps(manifest, indent=2))
     return 0

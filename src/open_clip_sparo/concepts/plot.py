@@ -16,20 +16,9 @@ def plot_steps(result: dict[str, Any], path: Path) -> None:
     ax = fig.subplots()
     ax.plot(sizes, [s["selection"] for s in result["steps"]], "o-", ms=3, label="selection part")
     ax.plot(sizes, [s["report"] for s in result["steps"]], "s-", ms=3, label="report part")
-    ax.axhline(
-        result["selection"]["all_slots"][metric],
-        color="C0",
-        ls=":",
-        lw=1,
-        label="all slots, selection part",
-    )
-    ax.axhline(
-        result["report"]["all_slots"][metric],
-        color="C1",
-        ls=":",
-        lw=1,
-        label="all slots, report part",
-    )
+    for color, part in (("C0", "selection"), ("C1", "report")):
+        all_slots = result[part]["all_slots"][metric]
+        ax.axhline(all_slots, color=color, ls=":", lw=1, label=f"all slots, {part} part")
     ax.axvline(len(result["slots"]), color="0.4", ls="--", lw=1, label="chosen")
     ax.set_xlabel("number of slots")
     ax.set_ylabel(metric)

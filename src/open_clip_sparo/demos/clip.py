@@ -10,13 +10,13 @@ new name, never overwritten."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..cli import main as sparo
 from .clip_report import TASK_METRICS, write_report
-from .runner import MODELS, SPARO, Budget, Demo, run_demo
+from .runner import MODELS, SMOKE_SCALE, SPARO, Budget, Demo, run_demo
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,31 +26,17 @@ class ClipBudget(Budget):
     warmup: int  # steps
 
 
+FULL = ClipBudget(
+    train_samples=4800, shard_size=300, eval_samples=250, epochs=2, batch_size=32, processes=2,
+    lr=1e-3, warmup=40, seeds=(0, 1),
+)  # fmt: skip
 BUDGETS: dict[str, Budget] = {
-    "full": ClipBudget(
-        train_samples=4800,
-        shard_size=300,
-        eval_samples=250,
-        epochs=2,
-        batch_size=32,
-        processes=2,
-        lr=1e-3,
-        warmup=40,
-        seeds=(0, 1),
-    ),
-    "smoke": ClipBudget(
-        train_samples=128,
-        shard_size=32,
-        eval_samples=24,
-        epochs=1,
-        batch_size=16,
-        processes=2,
-        lr=1e-3,
-        warmup=2,
-        seeds=(0,),
+    "full": FULL,
+    "smoke": replace(
+        FULL, **SMOKE_SCALE, warmup=2,
         datasets=("wds/synth_color", "wds/synth_retrieval", "sugar_crepe/swap_att"),
     ),
-}
+}  # fmt: skip
 
 
 class ClipDemo(Demo):
@@ -140,10 +126,7 @@ class ClipDemo(Demo):
         return out
 
     def run(self) -> Path:
-        self.step("generate", self.generate)
-        for seed in self.budget.seeds:
-            for model in MODELS:
-                self.step(f"train-{model}-seed{seed}", lambda m=model, s=seed: self.train(m, s))
+        self.generate_and_train()
         for seed in self.budget.seeds:
             for model in MODELS:
                 self.step(f"eval-{model}-seed{seed}", lambda m=model, s=seed: self.evaluate(m, s))

@@ -17,7 +17,7 @@ other) and the chosen slots classify the ``test`` split.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ..dino.evaluation import (
 from ..evaluation import fill_root
 from ..files import write_json
 from .dino_report import write_report
-from .runner import MODELS, Budget, Demo, run_demo
+from .runner import MODELS, SMOKE_SCALE, Budget, Demo, run_demo
 
 KNN_K, KNN_TEMPERATURE = 20, 0.07
 
@@ -50,43 +50,18 @@ class DinoBudget(Budget):
     head_use_bn: bool  # without it both backbones collapse on this world (docs/dino.md)
 
 
+FULL = DinoBudget(
+    train_samples=3200, shard_size=100, eval_samples=500, epochs=5, batch_size=32, processes=2,
+    lr=2e-3, warmup_epochs=1, momentum_teacher=0.99, local_crops=4, out_dim=1024,
+    head_hidden_dim=512, head_bottleneck_dim=128, head_use_bn=True, seeds=(0,),
+)  # fmt: skip
 BUDGETS: dict[str, Budget] = {
-    "full": DinoBudget(
-        train_samples=3200,
-        shard_size=100,
-        eval_samples=500,
-        epochs=5,
-        batch_size=32,
-        processes=2,
-        lr=2e-3,
-        warmup_epochs=1,
-        momentum_teacher=0.99,
-        local_crops=4,
-        out_dim=1024,
-        head_hidden_dim=512,
-        head_bottleneck_dim=128,
-        head_use_bn=True,
-        seeds=(0,),
+    "full": FULL,
+    "smoke": replace(
+        FULL, **SMOKE_SCALE, warmup_epochs=0, local_crops=2, out_dim=256, head_hidden_dim=64,
+        head_bottleneck_dim=32, datasets=("wds/synth_color", "wds/synth_shape"),
     ),
-    "smoke": DinoBudget(
-        train_samples=128,
-        shard_size=32,
-        eval_samples=24,
-        epochs=1,
-        batch_size=16,
-        processes=2,
-        lr=2e-3,
-        warmup_epochs=0,
-        momentum_teacher=0.99,
-        local_crops=2,
-        out_dim=256,
-        head_hidden_dim=64,
-        head_bottleneck_dim=32,
-        head_use_bn=True,
-        seeds=(0,),
-        datasets=("wds/synth_color", "wds/synth_shape"),
-    ),
-}
+}  # fmt: skip
 
 
 class DinoDemo(Demo):
@@ -164,10 +139,7 @@ class DinoDemo(Demo):
         return {"results": str(out)}
 
     def run(self) -> Path:
-        self.step("generate", self.generate)
-        for seed in self.budget.seeds:
-            for model in MODELS:
-                self.step(f"train-{model}-seed{seed}", lambda m=model, s=seed: self.train(m, s))
+        self.generate_and_train()
         for seed in self.budget.seeds:
             for model in MODELS:
                 self.step(f"eval-{model}-seed{seed}", lambda m=model, s=seed: self.evaluate(m, s))

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,15 @@ from ..files import write_json
 
 BASELINE, SPARO = "ViT-Ti-8-64", "sparo-ViT-Ti-8-64"
 MODELS = (BASELINE, SPARO)
+# the smoke budgets' scale, shared by both demos (what `make test` runs end to end)
+SMOKE_SCALE = {
+    "train_samples": 128,
+    "shard_size": 32,
+    "eval_samples": 24,
+    "epochs": 1,
+    "batch_size": 16,
+    "seeds": (0,),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +45,7 @@ class Budget:
     datasets: tuple[str, ...] | None = None  # evaluation sets to use; None: all
 
 
-class Demo:
+class Demo(ABC):
     """The runner both demos share: one demo folder (``data/``, ``runs/``, ``steps/``, ...),
     progress lines, steps recorded once and reused, torchrun, and the synthetic data."""
 
@@ -94,6 +104,21 @@ class Demo:
 
     def run_dir(self, model: str, seed: int) -> Path:
         return self.out / "runs" / f"{model}-seed{seed}"
+
+    def generate_and_train(self) -> None:
+        """The steps both demos begin with: the data, then every model on every seed."""
+        self.step("generate", self.generate)
+        for seed in self.budget.seeds:
+            for model in MODELS:
+                self.step(f"train-{model}-seed{seed}", lambda m=model, s=seed: self.train(m, s))
+
+    @abstractmethod
+    def train(self, model: str, seed: int) -> dict[str, Any]:
+        """Train ``model`` with ``seed`` into :meth:`run_dir`; the step's record."""
+
+    @abstractmethod
+    def run(self) -> Path:
+        """Every step of the demo; the report's path."""
 
     def generate(self) -> dict[str, Any]:
         b = self.budget

@@ -15,9 +15,7 @@ from open_clip.transformer import VisionTransformer, _expand_token
 from timm.layers import resample_abs_pos_embed
 
 from ..config import SparoCfg
-from ..embedding import SlotEmbedding
-from ..model import _build_readout
-from ..vision import SparoVisionTransformer
+from ..vision import SparoVisionTransformer, check_vision_cfg, vision_tower_sizes
 from .configs import BackboneCfg
 
 
@@ -66,15 +64,10 @@ class SparoViT(AnyGridEmbeds, SparoVisionTransformer):
 def build_backbone(cfg: BackboneCfg) -> ClassTokenViT | SparoViT:
     """Build the backbone ``cfg`` describes with OpenCLIP's own vision tower builder."""
     vision = CLIPVisionCfg(**cfg.vision_cfg)
-    if vision.timm_model_name or not isinstance(vision.layers, int):
-        raise ValueError(
-            "DINO backbones need OpenCLIP's ViT tower; remove vision_cfg.timm_model_name and "
-            "give vision_cfg.layers as one integer."
-        )
     if cfg.sparo_cfg is None:
+        check_vision_cfg(vision)
         return ClassTokenViT.from_vit(_build_vision_tower(vision.width, vision))
     sparo = SparoCfg.from_dict(cfg.sparo_cfg)
-    reduced = replace(vision, layers=vision.layers - sparo.reduce_depth)
-    vit = _build_vision_tower(sparo.embed_dim, reduced)
-    readout = _build_readout(sparo, vision.width, sparo.attn_dim or vision.head_width)
-    return SparoViT.from_vit(vit, readout, SlotEmbedding(sparo.slot_repr, sparo.slot_weight))
+    sizes = vision_tower_sizes(vision, sparo)
+    vit = _build_vision_tower(sparo.embed_dim, replace(vision, layers=sizes.layers))
+    return SparoViT.from_vit(vit, sparo, sizes)

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
+from open_clip.model import CLIPVisionCfg
 
 from ..config import SparoCfg
+from ..vision import vision_tower_sizes
 
 # the SPARO read-out of the DINO backbones: the CLIP side's defaults (64 slots of 64 dims)
 _SPARO_BASE = {"num_slots": 64, "slot_dim": 64, "reduce_depth": 1}
@@ -49,12 +51,7 @@ class BackboneCfg:
 
     def __post_init__(self) -> None:
         if self.sparo_cfg is not None:
-            sparo = SparoCfg.from_dict(self.sparo_cfg)
-            if sparo.reduce_depth >= self.vision_cfg.get("layers", 12):
-                raise ValueError(
-                    f"sparo_cfg.reduce_depth={sparo.reduce_depth} must be below "
-                    f"vision_cfg.layers={self.vision_cfg.get('layers', 12)}; lower reduce_depth."
-                )
+            vision_tower_sizes(CLIPVisionCfg(**self.vision_cfg), SparoCfg.from_dict(self.sparo_cfg))
 
     def to_dict(self) -> dict[str, Any]:
         return {"vision_cfg": self.vision_cfg, "sparo_cfg": self.sparo_cfg}

@@ -18,16 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..concepts import (
-    SEARCHES,
-    Step,
-    SubsetSums,
-    backward_elimination,
-    best_step,
-    forward_selection,
-    split_items,
-    values_along,
-)
+from .. import concepts
 from ..concepts.plot import plot_steps
 from ..files import refuse_existing, write_json
 from ..loading import LoadedModel, add_model_args, load_model
@@ -69,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--selection_fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--search", default="forward", choices=SEARCHES)
+    parser.add_argument("--search", default="forward", choices=concepts.SEARCHES)
     parser.add_argument("--max_slots", type=int, default=None, help="forward: stop at this size")
     parser.add_argument("--metric", default=None, help="CLIP_benchmark metric to maximise")
     parser.add_argument("--recall_k", type=int, nargs="+", default=[5])
@@ -106,12 +97,12 @@ def select(argv: list[str]) -> int:
             f"--metric {metric!r} is not a metric of {selection.task}: {list(available)}."
         )
 
-    def objective(part: SlotSimilarities) -> Callable[[SubsetSums], float]:
+    def objective(part: SlotSimilarities) -> Callable[[concepts.SubsetSums], float]:
         return lambda sums: part.metrics_of(sums.scores(), args.recall_k)[metric]
 
     steps = _search(args, selection, objective(selection))
-    chosen = best_step(steps)
-    report_values = values_along(steps, report.slot_sums, objective(report))
+    chosen = concepts.best_step(steps)
+    report_values = concepts.values_along(steps, report.slot_sums, objective(report))
     result = {
         "slots": list(chosen.slots),
         "num_slots": selection.num_slots,
@@ -149,8 +140,10 @@ def select(argv: list[str]) -> int:
 
 
 def _search(
-    args: argparse.Namespace, selection: SlotSimilarities, value: Callable[[SubsetSums], float]
-) -> list[Step]:
+    args: argparse.Namespace,
+    selection: SlotSimilarities,
+    value: Callable[[concepts.SubsetSums], float],
+) -> list[concepts.Step]:
     num_slots = selection.num_slots
     if args.search == "forward":
         limit = min(args.max_slots or num_slots, num_slots)
@@ -159,13 +152,15 @@ def _search(
         total = num_slots * (num_slots + 1) // 2
     with tqdm(total=total, desc=f"{args.search} selection") as bar:
 
-        def counted(sums: SubsetSums) -> float:
+        def counted(sums: concepts.SubsetSums) -> float:
             bar.update()
             return value(sums)
 
         if args.search == "forward":
-            return forward_selection(num_slots, selection.slot_sums, counted, args.max_slots)
-        return backward_elimination(num_slots, selection.slot_sums, counted)
+            return concepts.forward_selection(
+                num_slots, selection.slot_sums, counted, args.max_slots
+            )
+        return concepts.backward_elimination(num_slots, selection.slot_sums, counted)
 
 
 def _check_parts_differ(args: argparse.Namespace) -> None:
@@ -210,7 +205,7 @@ def _parts(
                 },
             },
         )
-    selection_items, report_items = split_items(
+    selection_items, report_items = concepts.split_items(
         evaluated.num_items, args.selection_fraction, args.seed
     )
     protocol = {
@@ -229,20 +224,9 @@ def _encoder(
     loaded: LoadedModel, args: argparse.Namespace
 ) -> Callable[[str, str], SlotSimilarities]:
     def encode(split: str, root: str) -> SlotSimilarities:
-        return slot_similarities(
-            loaded,
-            args.dataset,
-            root,
-            split=split,
-            task=args.task,
-            cache_dir=args.cache_dir,
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            device=args.device,
-            language=args.language,
-            annotation_file=args.annotation_file,
-            custom_template_file=args.custom_template_file,
-            custom_classname_file=args.custom_classname_file,
-        )
+        options = ("task", "cache_dir", "batch_size", "num_workers", "device", "language")
+        options += ("annotation_file", "custom_template_file", "custom_classname_file")
+        kwargs = {name: getattr(args, name) for name in options}
+        return slot_similarities(loaded, args.dataset, root, split=split, **kwargs)
 
     return encode

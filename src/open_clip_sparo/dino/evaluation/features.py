@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,24 @@ def feature_parser(module: str, description: str | None) -> argparse.ArgumentPar
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
     add("--out", help="write the results here as JSON (never overwritten)")
     return parser
+
+
+def run_feature_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    evaluate: Callable[[argparse.Namespace, FrozenFeatures], dict[str, Any]],
+    check: Callable[[argparse.Namespace], None] | None = None,
+) -> int:
+    """What every frozen-feature command does: parse ``argv``, ``check`` the arguments, refuse
+    an existing ``--out`` before any work, extract the features, ``evaluate`` them, and write
+    the features' description with the results."""
+    args = parser.parse_args(argv)
+    if check is not None:
+        check(args)
+    check_out(args.out)
+    features = frozen_features(args)
+    write_results(args.out, {**features.info, **evaluate(args, features)})
+    return 0
 
 
 @torch.no_grad()

@@ -9,20 +9,15 @@ exp(s / T)``; defaults k = 20, T = 0.07.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .features import (
-    FrozenFeatures,
-    accuracies,
-    check_out,
-    feature_parser,
-    frozen_features,
-    write_results,
-)
+from .features import FrozenFeatures, accuracies, feature_parser, run_feature_command
 
 
 @torch.no_grad()
@@ -86,16 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = feature_parser("open_clip_sparo.dino.evaluation.knn", __doc__)
     parser.add_argument("--k", type=int, nargs="+", default=[20], help="neighbour counts")
     parser.add_argument("--temperature", type=float, default=0.07)
-    args = parser.parse_args(argv)
-    check_out(args.out)
-    features = frozen_features(args)
-    results = {
-        **features.info,
-        "temperature": args.temperature,
-        "knn": knn_accuracies(features, args.k, args.temperature),
-    }
-    write_results(args.out, results)
-    return 0
+
+    def evaluate(args: argparse.Namespace, features: FrozenFeatures) -> dict[str, Any]:
+        knn = knn_accuracies(features, args.k, args.temperature)
+        return {"temperature": args.temperature, "knn": knn}
+
+    return run_feature_command(parser, argv, evaluate)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,16 @@ then one linear layer (initialised N(0, 0.01), bias 0, as DINO) is trained with 
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .features import (
-    FrozenFeatures,
-    accuracies,
-    check_out,
-    feature_parser,
-    frozen_features,
-    write_results,
-)
+from .features import FrozenFeatures, accuracies, feature_parser, run_feature_command
 
 
 def train_linear_probe(
@@ -86,22 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.1, help="peak lr at a batch of 256")
     parser.add_argument("--probe-batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    check_out(args.out)
-    features = frozen_features(args)
-    results = {
-        **features.info,
-        "linear_probe": {
-            **linear_probe_accuracies(
-                features, args.epochs, args.probe_batch_size, args.lr, args.seed
-            ),
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "batch_size": args.probe_batch_size,
-        },
-    }
-    write_results(args.out, results)
-    return 0
+
+    def evaluate(args: argparse.Namespace, features: FrozenFeatures) -> dict[str, Any]:
+        batch_size = args.probe_batch_size
+        accuracy = linear_probe_accuracies(features, args.epochs, batch_size, args.lr, args.seed)
+        settings = {"epochs": args.epochs, "lr": args.lr, "batch_size": batch_size}
+        return {"linear_probe": {**accuracy, **settings}}
+
+    return run_feature_command(parser, argv, evaluate)
 
 
 if __name__ == "__main__":
