@@ -6,6 +6,8 @@ import importlib
 import os
 import sys
 
+from ..errors import run_entry_point
+
 # subcommand -> (module with a `main(argv) -> int`, one-line help); named by string so that
 # `sparo --help` imports nothing, and so that the demos, which script these commands, sit above
 # the command line without an import cycle
@@ -54,8 +56,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     module = importlib.import_module(COMMANDS[command][0])
-    try:
-        return module.main(rest)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"sparo {command}: error: {error}", file=sys.stderr)
-        return 1
+    return run_entry_point(f"sparo {command}", module.main, rest)
