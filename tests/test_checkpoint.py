@@ -29,6 +29,15 @@ def test_local_dir_round_trip(model, tmp_path):
     save_pretrained(model, tmp_path / "export")
     config = json.loads((tmp_path / "export" / "open_clip_config.json").read_text())
     assert config["model_cfg"]["sparo_cfg"]["num_slots"] == 16
+    # model_cfg keeps the baseline's depths (what the factory rebuilds from); the built ones beside
+    reduce_depth = config["model_cfg"]["sparo_cfg"]["reduce_depth"]
+    assert config["built_depths"]["vision_layers"] == len(model.visual.transformer.resblocks)
+    assert config["built_depths"]["vision_layers"] == (
+        config["model_cfg"]["vision_cfg"]["layers"] - reduce_depth
+    )
+    assert config["built_depths"]["text_layers"] == (
+        config["model_cfg"]["text_cfg"]["layers"] - reduce_depth
+    )
     loaded = open_clip.create_model(f"local-dir:{tmp_path / 'export'}")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)

@@ -14,6 +14,18 @@ CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 
 
+def built_depths(model: SparoCLIP) -> dict[str, int | str]:
+    """What a saved config says beside ``model_cfg``: its ``layers`` are the baseline's depths
+    (the config OpenCLIP's factory rebuilds from), while the model has ``reduce_depth`` blocks
+    fewer per tower."""
+    return {
+        "vision_layers": len(model.visual.transformer.resblocks),
+        "text_layers": len(model.transformer.resblocks),
+        "note": "model_cfg's vision_cfg.layers and text_cfg.layers are the baseline's depths; "
+        "the model has sparo_cfg.reduce_depth blocks fewer in each tower (these counts)",
+    }
+
+
 def save_pretrained(model: SparoCLIP, directory: str | Path, overwrite: bool = False) -> Path:
     """Write ``model`` in OpenCLIP's ``local-dir:`` layout (config JSON + safetensors).
 
@@ -28,7 +40,11 @@ def save_pretrained(model: SparoCLIP, directory: str | Path, overwrite: bool = F
             "choose another directory, or overwrite=True "
             "(`--overwrite` on the command line) to replace them.",
         )
-    config = {"model_cfg": model.model_cfg, "preprocess_cfg": get_model_preprocess_cfg(model)}
+    config = {
+        "model_cfg": model.model_cfg,
+        "preprocess_cfg": get_model_preprocess_cfg(model),
+        "built_depths": built_depths(model),
+    }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(weights_path, lambda file: file.write(save(state)))
     write_json(config_path, config)

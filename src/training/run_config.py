@@ -10,17 +10,24 @@ from typing import Any
 from open_clip import get_model_preprocess_cfg
 from torch import nn
 
-from open_clip_sparo.checkpoint import CONFIG_NAME
+from open_clip_sparo import SparoCLIP
+from open_clip_sparo.checkpoint import CONFIG_NAME, built_depths
 from open_clip_sparo.files import write_json
+
+# what identifies the model of a run (a resume must build the same); the rest describes it
+MODEL_KEYS = ("model_name", "model_cfg", "preprocess_cfg")
 
 
 def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """``{"model_name", "model_cfg", "preprocess_cfg"}`` of a built model, as JSON values."""
-    config = {
+    """``{"model_name", "model_cfg", "preprocess_cfg"}`` of a built model, as JSON values, and
+    for SPARO models the ``built_depths`` its ``model_cfg`` does not show."""
+    config: dict[str, Any] = {
         "model_name": model_name,
         "model_cfg": model_cfg,
         "preprocess_cfg": get_model_preprocess_cfg(model),
     }
+    if isinstance(model, SparoCLIP):
+        config["built_depths"] = built_depths(model)
     return json.loads(json.dumps(config))  # tuples -> lists, as they read back
 
 
@@ -33,7 +40,7 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
     path = Path(run_dir) / CONFIG_NAME
     if path.exists():
         existing = json.loads(path.read_text())
-        if existing != config:
+        if any(existing.get(key) != config[key] for key in MODEL_KEYS):
             raise ValueError(
                 f"{path} describes another model than this run builds (other --model or "
                 "--model-kwargs?); resume with the run's own settings, or start a new run "
