@@ -57,6 +57,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
 READOUTS = ("visual.sparo.", "text_sparo.")
 
 
+def shipped_fork_config(patch_size: int) -> dict:
+    """The fork's model_configs/ViT-B-{patch_size}-SPARO.json."""
+    return {
+        "embed_dim": 4096, "use_sparo": True, "sparo_attn_dim": None, "sparo_value_dim": None,
+        "sparo_heads": None, "L": 64, "V": 64, "reduce_depth": 1, "share_kv": True,
+        "share_queries": False, "sparo_type": "cont:const",
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": patch_size},
+        "text_cfg": {
+            "context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12
+        },
+    }  # fmt: skip
+
+
 def fork_config(**options: Any) -> dict[str, Any]:
     """``FORK_BASE`` with ``options``; an option set to ``None`` is left out (fork default)."""
     cfg = copy.deepcopy(FORK_BASE)

@@ -1,22 +1,9 @@
 import open_clip
 import pytest
-from fork_utils import fork_config
+from fork_utils import fork_config, shipped_fork_config
 
 import open_clip_sparo  # noqa: F401  (registers the sparo-* configs)
 from open_clip_sparo.fork_config import from_fork_config
-
-
-def shipped_fork_config(patch_size: int) -> dict:
-    """The fork's model_configs/ViT-B-{patch_size}-SPARO.json."""
-    return {
-        "embed_dim": 4096, "use_sparo": True, "sparo_attn_dim": None, "sparo_value_dim": None,
-        "sparo_heads": None, "L": 64, "V": 64, "reduce_depth": 1, "share_kv": True,
-        "share_queries": False, "sparo_type": "cont:const",
-        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": patch_size},
-        "text_cfg": {
-            "context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12
-        },
-    }  # fmt: skip
 
 
 @pytest.mark.parametrize("patch_size", [16, 32])
