@@ -2,9 +2,18 @@ import logging
 
 import pytest
 import torch
-from fork_utils import VARIANTS, build, embeddings, fork_config, fork_embeddings, to_fork_layout
+from fork_utils import (
+    VARIANTS,
+    build,
+    embeddings,
+    fork_config,
+    fork_embeddings,
+    save_fork_training_checkpoint,
+    to_fork_layout,
+)
 
 from open_clip_sparo.fork_state_dict import from_fork_layout, is_fork_layout
+from open_clip_sparo.loading import load_model
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -63,3 +72,18 @@ def test_unknown_read_out_tensors_are_named():
     fork = to_fork_layout(model) | {"text_sparo.scale": torch.ones(())}
     with pytest.raises(ValueError, match=r"text_sparo\.scale is not a parameter"):
         model.load_state_dict(fork)
+
+
+def test_sparo_commands_load_a_fork_checkpoint_of_a_registered_model_as_is(tmp_path):
+    """``load_model``, which every ``sparo`` command uses, takes the fork's ``epoch_N.pt``."""
+    cfg = fork_config(L=16, V=16, embed_dim=256)  # the fork's twin of sparo-ViT-Ti-8-64
+    cfg["vision_cfg"] = {"image_size": 64, "layers": 4, "width": 128, "head_width": 32,
+                         "patch_size": 8}  # fmt: skip
+    cfg["text_cfg"] = {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4,
+                       "layers": 4}  # fmt: skip
+    original = build(cfg)
+    fork = to_fork_layout(original)
+    checkpoint = save_fork_training_checkpoint(fork, tmp_path / "epoch_1.pt")
+    loaded = load_model("sparo-ViT-Ti-8-64", str(checkpoint)).model
+    expected = fork_embeddings(original, fork, cfg)
+    torch.testing.assert_close(embeddings(loaded, cfg), expected, rtol=0, atol=1e-5)
