@@ -26,7 +26,7 @@ from .config import SparoCfg
 READOUTS = ("visual.sparo.", "text_sparo.")
 # parameters of the fork's bottleneck option, which its SPARO embeddings never use
 UNUSED_FORK_PREFIXES = ("vision_bottleproj.", "text_bottleproj.")
-_RENAMES = {"k.": "key.", "v.": "value.", "proj.": "out."}
+_RENAMES = {"k": "key", "v": "value", "proj": "out"}  # the fork's module -> this project's
 _FIX = (
     "convert the checkpoint with its training config instead: "
     "`sparo convert-fork --config FORK.json --checkpoint CKPT --out DIR` (docs/fork.md)."
@@ -68,9 +68,8 @@ def from_fork_layout(
                 problems.append(f"{key} has shape {tuple(tensor.shape)}, not the fork's 5 dims")
                 continue
             converted[prefix + "queries"] = tensor.reshape(-1, tensor.shape[-1])
-        elif name.split(".", 1)[0] + "." in _RENAMES and name.count(".") == 1:
-            module, param = name.split(".")
-            converted[prefix + _RENAMES[module + "."] + param] = tensor
+        elif (module := name.partition(".")[0]) in _RENAMES and name.count(".") == 1:
+            converted[prefix + _RENAMES[module] + name[len(module) :]] = tensor
         else:
             problems.append(f"{key} is not a parameter of the fork's read-out")
     for prefix in READOUTS:
@@ -83,7 +82,7 @@ def from_fork_layout(
     if problems:
         raise ValueError(
             "this checkpoint uses the authors' fork layout (ankitkv/sparo-clip) but does not fit "
-            f"this model's sparo_cfg: {'; '.join(problems)}. Build the model the checkpoint was "
+            f"this model's sparo_cfg: {_first(problems)}. Build the model the checkpoint was "
             f"trained with, or {_FIX}"
         )
     logger.info(
@@ -160,3 +159,8 @@ def _readout_mismatches(
         if k in own and shape != own[k]
     ]
     return problems
+
+
+def _first(problems: list[str], limit: int = 8) -> str:
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
