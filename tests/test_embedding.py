@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from fork_utils import SPARO_TYPES, fork_slot_embedding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,3 +107,30 @@ def test_check_slot_indices_sorts():
 def test_unknown_options(kwargs, key):
     with pytest.raises(ValueError, match=key):
         SlotEmbedding(**kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sparo_type=st.sampled_from(SPARO_TYPES),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([0.1, 3.0, 20.0]),
+)
+def test_each_option_is_the_authors_definition(sparo_type, seed, scale):
+    """As the authors' code defines each option (logit first there, last here); sqrtsem slots
+    with norm weights are weighted by ``||exp(y_l / 2)||``, the norm of what sqrtsem normalises."""
+    slot_repr, slot_weight = sparo_type.split(":")
+    embedding = SlotEmbedding(slot_repr, slot_weight)
+    generator = torch.Generator().manual_seed(seed)
+    fork_slots = scale * torch.randn(
+        3, NUM_SLOTS, SLOT_DIM + embedding.needs_logit, generator=generator
+    )
+    ours = torch.roll(fork_slots, -1, dims=-1) if embedding.needs_logit else fork_slots
+    expected = fork_slot_embedding(fork_slots.double(), sparo_type).float()
+    torch.testing.assert_close(embedding(ours).flatten(1), expected)
+
+
+def test_sqrtsem_norm_weights_do_not_overflow():
+    slots = torch.tensor([[[200.0, 0.0], [100.0, 1.0]]])  # exp(200 / 2) overflows in float32
+    weights = SlotEmbedding("sqrtsem", "norm")(slots).norm(dim=-1)
+    expected = torch.tensor([[1.0, torch.exp(torch.tensor(-50.0)).item()]])
+    torch.testing.assert_close(weights, expected)

@@ -52,6 +52,10 @@ class SlotEmbedding(nn.Module):
 
         if self.slot_weight == "const":
             weights = torch.ones_like(slots[..., 0])
+        elif self.slot_weight == "norm" and self.slot_repr == "sqrtsem":
+            # ||exp(y_l / 2)||, the norm of what sqrtsem normalises (the authors' definition),
+            # as exp(logsumexp(y_l) / 2) scaled by a constant so that it cannot overflow
+            weights = torch.exp(0.5 * slots.logsumexp(dim=-1).log_softmax(dim=-1))
         elif self.slot_weight == "norm":
             weights = slots.norm(dim=-1)
         elif self.slot_weight == "softmax":

@@ -13,6 +13,7 @@ from open_clip.transformer import lock_text_tower
 
 from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
+from .fork_state_dict import from_fork_layout, is_fork_layout
 from .output import SparoOutput
 from .readout import Sparo
 from .state_dict import check_state_dict
@@ -197,6 +198,9 @@ class SparoCLIP(CLIP):
         return names
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if is_fork_layout(state_dict):  # a checkpoint of the authors' fork (docs/fork.md)
+            target = self.state_dict() if strict else None
+            state_dict = from_fork_layout(state_dict, self.sparo_cfg, target)
         if strict:
             check_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

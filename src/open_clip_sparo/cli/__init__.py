@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "open_clip_sparo.cli.init_from_clip",
         "plain OpenCLIP checkpoint -> SPARO start",
     ),
+    "convert-fork": ("open_clip_sparo.cli.convert_fork", "authors' fork checkpoint -> local-dir"),
     "generate": (
         "open_clip_sparo.cli.generate",
         "write the synthetic world's shards and eval sets",
