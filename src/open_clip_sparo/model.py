@@ -60,15 +60,18 @@ class SparoCLIP(CLIP):
         self.text_slot_embedding = SlotEmbedding(sparo.slot_repr, sparo.slot_weight)
 
     @property
+    @torch.jit.unused  # reads the Python-only sparo_cfg; a scripted model has no num_slots
     def num_slots(self) -> int:
         return self.sparo_cfg.num_slots
 
     @property
+    @torch.jit.unused  # reads the Python-only sparo_cfg; a scripted model has no slot_dim
     def slot_dim(self) -> int:
         return self.sparo_cfg.slot_dim
 
     def _text_queries(self) -> torch.Tensor | None:
-        return self.visual.sparo.queries if self.sparo_cfg.share_queries else None
+        # a text read-out without queries of its own (share_queries) reads the vision queries
+        return self.visual.sparo.queries if self.text_sparo.queries is None else None
 
     def encode_image_slots(self, image: torch.Tensor) -> SparoOutput:
         """Images -> weighted slots ``(B, L, V)`` and attention ``(B, L, 1 + HW)``."""
