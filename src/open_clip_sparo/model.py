@@ -200,6 +200,11 @@ class SparoCLIP(CLIP):
         return names
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if "attn_mask" in state_dict:
+            # a scripted model's state (--torchscript checkpoints) holds the causal mask too,
+            # a buffer this model builds and does not save
+            state_dict = copy.copy(state_dict)  # keeps an OrderedDict's _metadata
+            del state_dict["attn_mask"]
         if strict:
             check_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
