@@ -1,6 +1,8 @@
-"""From read-out slots to the SPARO embedding: slot representations and weights."""
+"""From read-out slots to the SPARO embedding: slot representations and weights.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: TorchScript reads the class annotations below as
+types, not strings.
+"""
 
 from collections.abc import Sequence
 
@@ -24,25 +26,27 @@ class SlotEmbedding(nn.Module):
     subset, keeping the ``(B, L, V)`` shape and the unit norm.
     """
 
+    # True when the read-out must emit one extra weight logit per slot
+    needs_logit: torch.jit.Final[bool]
+    # a sorted slot subset (a tuple in eager mode, a list once scripted), or None for all slots
+    selected: list[int] | None
+
     def __init__(self, slot_repr: str = "cont", slot_weight: str = "const") -> None:
         super().__init__()
         check_choice("slot_repr", slot_repr, SLOT_REPRS)
         check_choice("slot_weight", slot_weight, SLOT_WEIGHTS)
         self.slot_repr = slot_repr
         self.slot_weight = slot_weight
-        self.selected: tuple[int, ...] | None = None
-
-    @property
-    def needs_logit(self) -> bool:
-        """True when the read-out must emit one extra weight logit per slot."""
-        return self.slot_weight in LOGIT_SLOT_WEIGHTS
+        self.needs_logit = slot_weight in LOGIT_SLOT_WEIGHTS
+        self.selected = None
 
     def forward(self, slots: torch.Tensor) -> torch.Tensor:
         """``(B, L, V [+ 1 logit])`` read-out slots -> ``(B, L, V)`` weighted slot vectors."""
         dtype = slots.dtype
         slots = slots.float()
+        logits = slots[..., -1]  # (B, L): the weight logits, read when the read-out emits them
         if self.needs_logit:
-            slots, logits = slots[..., :-1], slots[..., -1]  # (B, L, V), (B, L)
+            slots = slots[..., :-1]  # (B, L, V)
         if self.slot_repr == "cont":
             vectors = F.normalize(slots, dim=-1)
         elif self.slot_repr == "sem":
@@ -57,7 +61,7 @@ class SlotEmbedding(nn.Module):
             # as exp(logsumexp(y_l) / 2) scaled by a constant so that it cannot overflow
             weights = torch.exp(0.5 * slots.logsumexp(dim=-1).log_softmax(dim=-1))
         elif self.slot_weight == "norm":
-            weights = slots.norm(dim=-1)
+            weights = slots.norm(p=2, dim=-1)
         elif self.slot_weight == "softmax":
             weights = logits.softmax(dim=-1)
         else:  # sqrtsoftmax
@@ -68,9 +72,12 @@ class SlotEmbedding(nn.Module):
         return (vectors * weights[..., None]).to(dtype)
 
     def slot_mask(self, num_slots: int, device: torch.device) -> torch.Tensor:
-        """``(L,)`` float mask, 1 at the selected slots."""
+        """``(L,)`` float mask, 1 at the selected slots (at all slots without a selection)."""
+        selected = self.selected
+        if selected is None:
+            return torch.ones(num_slots, device=device)
         mask = torch.zeros(num_slots, device=device)
-        mask[list(self.selected or range(num_slots))] = 1.0
+        mask[list(selected)] = 1.0
         return mask
 
     def extra_repr(self) -> str:

@@ -61,15 +61,18 @@ class SparoCLIP(CLIP):
         self.text_slot_embedding = SlotEmbedding(sparo.slot_repr, sparo.slot_weight)
 
     @property
+    @torch.jit.unused  # reads the Python-only sparo_cfg; a scripted model has no num_slots
     def num_slots(self) -> int:
         return self.sparo_cfg.num_slots
 
     @property
+    @torch.jit.unused  # reads the Python-only sparo_cfg; a scripted model has no slot_dim
     def slot_dim(self) -> int:
         return self.sparo_cfg.slot_dim
 
     def _text_queries(self) -> torch.Tensor | None:
-        return self.visual.sparo.queries if self.sparo_cfg.share_queries else None
+        # a text read-out without queries of its own (share_queries) reads the vision queries
+        return self.visual.sparo.queries if self.text_sparo.queries is None else None
 
     def encode_image_slots(self, image: torch.Tensor) -> SparoOutput:
         """Images -> weighted slots ``(B, L, V)`` and attention ``(B, L, 1 + HW)``."""
@@ -198,6 +201,11 @@ class SparoCLIP(CLIP):
         return names
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if "attn_mask" in state_dict:
+            # a scripted model's state (--torchscript checkpoints) holds the causal mask too,
+            # a buffer this model builds and does not save
+            state_dict = copy.copy(state_dict)  # keeps an OrderedDict's _metadata
+            del state_dict["attn_mask"]
         if is_fork_layout(state_dict):  # a checkpoint of the authors' fork (docs/fork.md)
             target = self.state_dict() if strict else None
             state_dict = from_fork_layout(state_dict, self.sparo_cfg, target)

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .embedding import SlotEmbedding, check_slot_indices
@@ -20,9 +21,10 @@ def select_slots(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module
 
     The other slots are zero and the weights are renormalised over the chosen ones, so the
     embedding keeps its ``(B, L * V)`` shape and unit norm, and image-text similarity is the mean
-    of the chosen slots' cosines. The previous selection is restored on exit.
+    of the chosen slots' cosines. The previous selection is restored on exit. ``model`` may be
+    scripted (``torch.jit.script``).
     """
-    embeddings = [m for m in model.modules() if isinstance(m, SlotEmbedding)]
+    embeddings = [m for m in model.modules() if _is_a(m, SlotEmbedding)]
     if not embeddings:
         raise ValueError(f"{type(model).__name__} has no SPARO slots to select from.")
     num_slots = _num_slots(model)
@@ -38,7 +40,14 @@ def select_slots(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module
 
 
 def _num_slots(model: nn.Module) -> int:
-    return next(m.num_slots for m in model.modules() if isinstance(m, Sparo))
+    return next(m.num_slots for m in model.modules() if _is_a(m, Sparo))
+
+
+def _is_a(module: nn.Module, cls: type[nn.Module]) -> bool:
+    """``module`` is a ``cls``, or a ``cls`` compiled by ``torch.jit.script``."""
+    if isinstance(module, torch.jit.RecursiveScriptModule):
+        return module.original_name == cls.__name__
+    return isinstance(module, cls)
 
 
 def read_slots(path: str | Path) -> list[int]:

@@ -19,10 +19,10 @@ class SparoVisionTransformer(VisionTransformer):
     ``ln_post`` normalises all tokens (class token included) and ``sparo`` attends over all of
     them; there is no ``proj``. Everything else (patch embedding, blocks, intermediates, grad
     checkpointing) is OpenCLIP's.
-    """
 
-    sparo: Sparo
-    slot_embedding: SlotEmbedding
+    It declares no class annotations of its own (``sparo: Sparo`` would be a string TorchScript
+    cannot read, and would hide ``VisionTransformer``'s ``Final`` ones from it).
+    """
 
     @classmethod
     def from_vit(

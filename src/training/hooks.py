@@ -24,6 +24,7 @@ from typing import Any
 import open_clip
 import open_clip_train.main
 import open_clip_train.params
+import torch
 from open_clip import factory
 from open_clip_train.distributed import broadcast_object, is_master
 from torch import nn
@@ -117,6 +118,11 @@ class SparoRun:
                 f"{args.model} has {count:,} parameters, more than --max-params "
                 f"{options.max_params:,}; lower the model's sizes (--model-kwargs) or raise the "
                 "limit. Nothing was trained."
+            )
+        if options.log_slot_stats and isinstance(model, torch.jit.ScriptModule):
+            raise SparoRunError(
+                "--log-slot-stats hooks into the eager model's read-outs, which a --torchscript "
+                "model does not have; drop one of the two flags."
             )
         if options.log_slot_stats and not isinstance(model, SparoCLIP):
             raise SparoRunError(
