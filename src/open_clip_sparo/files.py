@@ -137,9 +137,9 @@ def load_torch_file(
         raise ValueError(f"{what} {path} is empty (0 bytes): a save that never finished; {fix}")
     try:
         return read(path)
-    except pickle.UnpicklingError as error:
-        # the message of a refused pickle advises weights_only=False, i.e. running the file's
-        # code: never pass that on
+    except (pickle.UnpicklingError, IndexError, KeyError, TypeError) as error:
+        # garbage fails the unpickler in several ways; the message of a refused pickle advises
+        # weights_only=False, i.e. running the file's code: never pass that on
         raise ValueError(
             f"{what} {path} is not a checkpoint of tensors (not a torch.save file, or it holds "
             f"objects that would have to run code to load); {fix}"
