@@ -11,7 +11,7 @@ from open_clip import get_model_preprocess_cfg
 from torch import nn
 
 from open_clip_sparo.checkpoint import CONFIG_NAME
-from open_clip_sparo.files import write_json
+from open_clip_sparo.files import read_json, write_json
 
 
 def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
     """
     path = Path(run_dir) / CONFIG_NAME
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_json(path, "run config")
         if existing != config:
             raise ValueError(
                 f"{path} describes another model than this run builds (other --model or "
