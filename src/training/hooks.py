@@ -81,6 +81,7 @@ class SparoRun:
             self._stack.enter_context(
                 patched(main, "create_model_and_transforms", self._create_model_and_transforms)
             )
+            self.loss_check.next_create_loss = main.create_loss
             self._stack.enter_context(patched(main, "create_loss", self.loss_check.create_loss))
             self._next_train_one_epoch = main.train_one_epoch  # e.g. compat's
             self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))

@@ -34,11 +34,12 @@ class FiniteLossCheck:
         self.epoch = 0
         self.batches_per_epoch = 0
         self.calls = 0
+        self.next_create_loss: Any = open_clip.create_loss  # the create_loss this one replaces
 
     def create_loss(self, args: Any) -> nn.Module:
         """open_clip_train's ``create_loss``, with the check on the module's output."""
         self.args = args
-        loss = open_clip.create_loss(args)
+        loss = self.next_create_loss(args)
         loss.register_forward_hook(self._check)
         return loss
 

@@ -312,12 +312,12 @@ def test_locked_tower_is_frozen_read_out_included(
 
 
 def test_init_from_clip_and_pretrained_conflict(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "clip.pt").touch()
     argv = ["--model", MODEL, "--pretrained", "x.pt", "--logs", str(tmp_path)]
     assert run_in_process([*argv, "--init-from-clip", str(tmp_path / "clip.pt")]) == 1
-    assert "--init-from-clip and --pretrained both give starting weights" in caplog.text
+    assert "--init-from-clip and --pretrained both give starting weights" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["clip.pt"]  # stopped before any run folder
 
 
