@@ -12,11 +12,16 @@ install: $(STAMP)
 
 # re-installs only when the dependency files change
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@echo "make install: setting up $(VENV) (requirements.txt, then this package; a few minutes the first time)"
+	@test -x $(BIN)/python || { echo "  creating the virtual environment $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "  upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "  installing requirements.txt (PyTorch, OpenCLIP, ...)"
+	@$(BIN)/python -m pip install --quiet -r requirements.txt
+	@echo "  installing open_clip_sparo from this checkout (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "make install: done; $(VENV) is up to date with requirements.txt and pyproject.toml"
 
 test: install
 	$(BIN)/python -m pytest -n 2 tests

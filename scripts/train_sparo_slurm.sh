@@ -7,6 +7,8 @@
 # One task per GPU; open_clip_train reads rank and world size from SLURM's variables.
 # Re-submitting the same job resumes from its latest checkpoint (--resume latest).
 # Set the variables below (or export them before sbatch) for your cluster.
+# Python: the checkout's .venv (made by `make install`), found from the directory sbatch was run
+# in (submit from the checkout's root), or any other environment's python given as PYTHON.
 #SBATCH --job-name=sparo-vit-b-16
 #SBATCH --nodes=4
 #SBATCH --ntasks-per-node=8
@@ -17,6 +19,19 @@
 #SBATCH --time=72:00:00
 #SBATCH --output=%x-%j.out
 set -euo pipefail
+
+REPO=${REPO:-${SLURM_SUBMIT_DIR:-$PWD}}
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+if [[ ! -x $PYTHON ]]; then
+    echo "no Python at $PYTHON: run 'make install' in the checkout and submit from its root," \
+        "or set PYTHON=/path/to/env/bin/python (an environment with open_clip_sparo installed)" >&2
+    exit 1
+fi
+if ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_spec('training') is None)"; then
+    echo "$PYTHON cannot import training.main: install this checkout into it (make install)" >&2
+    exit 1
+fi
+echo "using $PYTHON" >&2
 
 TRAIN_DATA=${TRAIN_DATA:?set TRAIN_DATA, e.g. "/data/cc3m/{00000..00331}.tar::/data/cc12m/{00000..01242}.tar"}
 NUM_SAMPLES=${NUM_SAMPLES:?set NUM_SAMPLES to the number of image-text pairs in TRAIN_DATA}
@@ -40,7 +55,7 @@ export MASTER_ADDR
 export MASTER_PORT=${MASTER_PORT:-29500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-srun --cpu-bind=v --accel-bind=gn python -u -m training.main -- \
+srun --cpu-bind=v --accel-bind=gn "$PYTHON" -u -m training.main -- \
     --model sparo-ViT-B-16 \
     --train-data "$TRAIN_DATA" --train-num-samples "$NUM_SAMPLES" --dataset-type webdataset \
     --batch-size $(( GLOBAL_BATCH / SLURM_NTASKS )) --epochs 25 \

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,3 +46,12 @@ def untrained_checkpoint(path: Path, backbone: str, seed: int = 0) -> Path:
     state = {"epoch": 0, "config": config, "student": student.state_dict()}
     torch.save({**state, "teacher": student.state_dict()}, path)
     return path
+
+
+def fails_with(capsys, main: Callable[[list[str]], int], argv: list[str], pattern: str) -> str:
+    """Run a command's ``main``; check it ends as one line ``<prog>: error: ...`` matching
+    ``pattern`` and exit status 1, and return that line."""
+    assert main(argv) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(r"^\S.*: error: ", line) and re.search(pattern, line), line
+    return line

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -93,3 +95,59 @@ def newest_epoch_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     """The ``epoch_N.pt`` of ``folder`` with the largest ``N``, or None when it has none."""
     checkpoints = epoch_checkpoints(folder)
     return checkpoints[max(checkpoints)] if checkpoints else None
+
+
+def require_file(path: str | os.PathLike[str], what: str, fix: str) -> Path:
+    """``path`` as a ``Path`` if it is a file; else ``FileNotFoundError`` or, for a folder,
+    ``IsADirectoryError`` saying what it is, with ``fix``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file; {fix}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; {fix}")
+    return path
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """The JSON value of the file ``path``; bad JSON is a ``ValueError`` naming the file."""
+    path = require_file(path, what, "give the path of a JSON file.")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{what} {path} is not valid JSON ({error}); fix or replace it."
+        ) from error
+
+
+def _load_tensors(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_torch_file(
+    path: str | os.PathLike[str],
+    what: str = "checkpoint",
+    read: Callable[[Path], Any] = _load_tensors,
+) -> Any:
+    """``read(path)``, by default ``torch.load`` of tensors only (no code run), with a one-line
+    ``ValueError`` naming the file and what is wrong with it when it is empty, cut short,
+    corrupt, not a ``torch.save`` file or holds more than tensors."""
+    path = require_file(path, what, "give the path of a checkpoint file.")
+    fix = "give another checkpoint (e.g. an earlier epoch_N.pt of the run)."
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} {path} is empty (0 bytes): a save that never finished; {fix}")
+    try:
+        return read(path)
+    except (pickle.UnpicklingError, IndexError, KeyError, TypeError) as error:
+        # garbage fails the unpickler in several ways; the message of a refused pickle advises
+        # weights_only=False, i.e. running the file's code: never pass that on
+        raise ValueError(
+            f"{what} {path} is not a checkpoint of tensors (not a torch.save file, or it holds "
+            f"objects that would have to run code to load); {fix}"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        detail = str(error).split(". ")[0] if str(error) else type(error).__name__
+        if "weights_only" in detail:
+            detail = type(error).__name__
+        raise ValueError(
+            f"{what} {path} cannot be read, it is cut short or corrupt ({detail}); {fix}"
+        ) from error

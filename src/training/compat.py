@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import open_clip.factory
 import open_clip_train.data
 import open_clip_train.logger
 import open_clip_train.main
@@ -22,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from open_clip_sparo.files import atomic_save
 
-from .checkpoints import latest_checkpoint
+from .checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpoint
 from .data_faults import SkippedSamples
 from .patching import patched
 from .sample_order import seed_sample_shuffle
@@ -96,7 +97,8 @@ class WebDatasetTraining:
     ) -> DataInfo:
         if not is_train:
             return get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
-        with self.skipped.counting(args.rank):
+        all_shards = open_clip_train.data.expand_urls(args.train_data)[0]
+        with self.skipped.counting(args.rank, all_shards):
             data = get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
         seed_sample_shuffle(data, args.seed, args.rank)
         return data
@@ -137,6 +139,8 @@ def pinned_stack_fixes() -> Iterator[None]:
         stack.enter_context(
             patched(open_clip_train.main, "get_latest_checkpoint", latest_checkpoint)
         )
+        stack.enter_context(patched(open_clip_train.main, "pt_load", read_resume_checkpoint))
+        stack.enter_context(patched(open_clip.factory, "load_state_dict", read_pretrained))
         # open_clip_train.data.get_data finds the WebDataset builder by this name
         stack.enter_context(
             patched(open_clip_train.data, "get_wds_dataset", webdataset.get_wds_dataset)

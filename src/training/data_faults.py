@@ -44,12 +44,16 @@ class SkippedSamples:
         # it delivered
         self._pass_shards: list[str] | None = None
         self._delivered = 0
+        # every shard of the run, and whether this process reads them all (its share had no
+        # usable sample)
+        self._all_shards: list[str] = []
+        self._all_passes = False
 
     @contextmanager
-    def counting(self, rank: int) -> Iterator[None]:
+    def counting(self, rank: int, all_shards: Iterable[str] = ()) -> Iterator[None]:
         """Inside the block, open_clip_train builds WebDataset pipelines of rank ``rank`` that
-        skip through here."""
-        self._rank = rank
+        skip through here; ``all_shards`` are the run's shards, all ranks' and workers'."""
+        self._rank, self._all_shards = rank, list(all_shards)
         data = open_clip_train.data
         with ExitStack() as stack:
             stack.enter_context(patched(data, "tarfile_to_samples_nothrow", self.read_shards))
@@ -64,18 +68,31 @@ class SkippedSamples:
         """open_clip_train's ``tarfile_to_samples_nothrow``, counting each shard it cannot read
         to the end once.
 
-        The pipeline calls this at the start of each pass over the data. open_clip_train repeats
-        passes until the epoch has its batches, so after a pass that delivered no sample it
-        would loop forever: that raises a ``RuntimeError`` instead.
+        The pipeline calls this at the start of each pass over the data. open_clip_train splits
+        the shards between ranks and loader workers and repeats passes until the epoch has its
+        batches, so a pass that delivered no sample would repeat forever. After such a pass
+        over its own share, a worker reads all the run's shards instead (with a warning); when
+        a pass over all of them delivers nothing, the run has no usable data and this raises a
+        ``RuntimeError``.
         """
         if self._pass_shards is not None and self._delivered == 0:
-            raise RuntimeError(
-                f"rank {self._rank}{_process()}: not one usable training sample in a whole pass "
-                f"over {len(self._pass_shards)} shard(s) ({', '.join(self._pass_shards[:3])}"
-                f"{', ...' if len(self._pass_shards) > 3 else ''}); the warnings above say why "
-                "each sample was skipped. Samples need a 'txt' caption and a 'jpg', 'png', 'jpeg' "
-                "or 'webp' image; check --train-data."
+            if self._all_passes or set(self._pass_shards) >= set(self._all_shards):
+                raise RuntimeError(
+                    f"not one usable training sample in a whole pass over the run's "
+                    f"{len(self._pass_shards)} shard(s) ({_first(self._pass_shards)}; read by "
+                    f"rank {self._rank}{_process()}); the warnings above say why each sample "
+                    "was skipped. Samples need a 'txt' caption and a 'jpg', 'png', 'jpeg' or "
+                    "'webp' image; check --train-data."
+                )
+            logging.warning(
+                f"rank {self._rank}{_process()}: not one usable training sample in its share of "
+                f"the shards ({_first(self._pass_shards)}); it reads all "
+                f"{len(self._all_shards)} shards of the run instead, so some samples come twice "
+                "in an epoch."
             )
+            self._all_passes = True
+        if self._all_passes:
+            shards = ({"url": url} for url in self._all_shards)
         self._pass_shards, self._delivered = [], 0
         return tarfile_to_samples_nothrow(self._track(shards), handler=self._shard_failed_at)
 
@@ -141,6 +158,10 @@ class SkippedSamples:
 def _process() -> str:
     worker = get_worker_info()
     return " main process" if worker is None else f" loader worker {worker.id}"
+
+
+def _first(shards: list[str], count: int = 3) -> str:
+    return ", ".join(shards[:count]) + (", ..." if len(shards) > count else "")
 
 
 def _describe(sample: dict[str, Any]) -> str:

@@ -8,13 +8,22 @@ run, names that ``open_clip_train.main`` looks up when it calls them:
 - ``create_model_and_transforms``: right after OpenCLIP builds the model, before DDP, the
   optimizer and ``--resume``: ``--max-params``, ``--init-from-clip``, the run folder's model
   config and the ``--log-slot-stats`` hooks;
-- ``train_one_epoch`` (with ``--log-slot-stats``): tells the statistics which epoch runs and hands
-  them open_clip_train's TensorBoard writer, then calls the ``train_one_epoch`` it replaced.
+- ``create_loss``: the loss stops the run at its first non-finite value (``loss_check``);
+- ``train_one_epoch``: marks the run as started, tells the loss check and the statistics which
+  epoch runs (handing the statistics open_clip_train's TensorBoard writer), then calls the
+  ``train_one_epoch`` it replaced.
+
+A start that fails before training (a bad flag, ``--max-params``, a model that cannot be built)
+removes the run folder open_clip_train made for it, so the corrected command can run under the
+same ``--name``; a folder that existed before is left as it was.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ from torch import nn
 from open_clip_sparo import SparoCLIP
 from open_clip_sparo.conversion import init_from_clip, load_clip_state_dict
 
+from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
 from .patching import patched
 from .run_config import run_config, write_run_config
@@ -48,7 +58,7 @@ class SparoOptions:
     log_slot_stats: int | None = None
 
 
-class SparoRunError(RuntimeError):
+class SparoRunError(ValueError):
     """A SPARO flag stops the run; the message says why and what to do."""
 
 
@@ -59,6 +69,9 @@ class SparoRun:
         self.options = options
         self.args: Any = None  # open_clip_train's argparse namespace, once parsed
         self.slot_stats: SlotStatsLogger | None = None
+        self.loss_check = FiniteLossCheck()
+        self.creates_run_dir = False  # whether this start makes the run folder
+        self.started = False  # whether the first epoch has begun
         self._stack = ExitStack()
 
     @contextmanager
@@ -69,14 +82,58 @@ class SparoRun:
             self._stack.enter_context(
                 patched(main, "create_model_and_transforms", self._create_model_and_transforms)
             )
-            if self.options.log_slot_stats:
-                self._next_train_one_epoch = main.train_one_epoch  # e.g. compat's
-                self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
+            self.loss_check.next_create_loss = main.create_loss
+            self._stack.enter_context(patched(main, "create_loss", self.loss_check.create_loss))
+            self._next_train_one_epoch = main.train_one_epoch  # e.g. compat's
+            self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
             try:
                 yield
+            except BaseException:
+                self._remove_failed_start()
+                raise
             finally:
                 if self.slot_stats is not None:
                     self.slot_stats.remove()
+
+    def _remove_failed_start(self) -> None:
+        """Remove the run folder a start created, if it failed before training began."""
+        args = self.args
+        if self.started or not self.creates_run_dir or args.name is None or not is_master(args):
+            return
+        run_dir = Path(args.logs, args.name)
+        if run_dir.is_dir() and not list(run_dir.glob("checkpoints/*.pt")):
+            for handler in logging.root.handlers:  # out.log is inside
+                handler.flush()
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _check_model_name(self, args: Any) -> None:
+        """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
+        schema, _ = factory.parse_model_name(args.model)
+        if schema is not None or factory.get_model_config(args.model) is not None:
+            return
+        close = difflib.get_close_matches(args.model, open_clip.list_models(), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise SparoRunError(
+            f"--model {args.model!r} is no registered model config.{hint} See "
+            "open_clip.list_models(), or give hf-hub:ORG/NAME or local-dir:PATH."
+        )
+
+    def _check_run_dir(self, args: Any) -> None:
+        """Refuse, before anything is written, a --name whose run exists (without --resume
+        latest); remember a folder this start will create."""
+        if args.logs is None or str(args.logs).lower() == "none":
+            return
+        if args.name is None:  # open_clip_train names the run by the clock: a new folder
+            self.creates_run_dir = True
+            return
+        run_dir = Path(args.logs, args.name)
+        if not run_dir.exists():
+            self.creates_run_dir = True
+        elif args.resume != "latest" and (run_dir / "out.log").exists():
+            raise SparoRunError(
+                f"run folder {run_dir} already holds a run (its out.log); add --resume latest to "
+                "continue it, or choose another --name (or --logs)."
+            )
 
     def _parse_args(self, argv: list[str]) -> Any:
         args = open_clip_train.params.parse_args(argv)
@@ -98,14 +155,40 @@ class SparoRun:
                 )
             except ValueError as error:
                 raise SparoRunError(str(error)) from error
+        self._check_model_name(args)
+        self._check_run_dir(args)
         self.args = args
         return args
 
     def _create_model_and_transforms(self, model_name: str, *args: Any, **kwargs: Any) -> Any:
-        built = open_clip.create_model_and_transforms(model_name, *args, **kwargs)
+        try:
+            built = open_clip.create_model_and_transforms(model_name, *args, **kwargs)
+        except (AssertionError, RuntimeError, TypeError, ValueError) as error:
+            message = self._build_error(model_name, error)
+            if message is None:
+                raise
+            raise SparoRunError(message) from error
         if model_name == self.args.model:  # not the --distill-model
             self._prepare(built[0])
         return built
+
+    def _build_error(self, model_name: str, error: Exception) -> str | None:
+        """The message of an error of OpenCLIP's model building in terms of the flags behind
+        it, or None to let it through as it is."""
+        detail = "; ".join(str(error).strip().splitlines()[:3]) or type(error).__name__
+        if str(error).startswith("Error(s) in loading state_dict"):
+            return (
+                f"--pretrained {self.args.pretrained} does not fit {model_name}: {detail}; give "
+                "a checkpoint of this model (or build the model with the checkpoint's sizes)."
+            )
+        if isinstance(error, SparoRunError):
+            return None
+        if self.options.model_kwargs and model_name == self.args.model:
+            return (
+                f"--model-kwargs {json.dumps(self.options.model_kwargs)}: {model_name} cannot "
+                f"be built with these sizes: {detail}"
+            )
+        return detail if isinstance(error, RuntimeError) else None
 
     def _prepare(self, model: nn.Module) -> None:
         args, options = self.args, self.options
@@ -197,8 +280,10 @@ class SparoRun:
         args: Any,
         tb_writer: Any = None,
     ) -> None:
+        self.started = True
+        steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
+        self.loss_check.start_epoch(epoch, steps_per_epoch)
         if self.slot_stats is not None:
-            steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
             self.slot_stats.start_epoch(epoch, steps_per_epoch, tb_writer)
         self._next_train_one_epoch(
             model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer

@@ -18,12 +18,14 @@ from pathlib import Path
 import open_clip_train.main
 
 import open_clip_sparo  # noqa: F401  (registers the sparo-* models with OpenCLIP)
+from open_clip_sparo.errors import EXPECTED_ERRORS, run_entry_point
 
 from .compat import pinned_stack_fixes
 from .hooks import SparoOptions, SparoRun, SparoRunError
 from .model_config import parse_model_kwargs
 
 DEFAULT_SLOT_STATS_EVERY = 100
+PROG = "training.main"
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +41,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="training.main",
+        prog=PROG,
         add_help=False,
         allow_abbrev=False,  # never read an open_clip_train flag (e.g. --model) as one of ours
     )
@@ -87,17 +89,44 @@ def split_args(argv: list[str]) -> tuple[SparoOptions, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The run's exit status; an expected failure (bad input) is one line
+    ``training.main: error: ...`` on stderr, also written to the run's ``out.log``, and 1."""
+    return run_entry_point(PROG, _run, sys.argv[1:] if argv is None else list(argv))
+
+
+def _run(argv: list[str]) -> int:
     options, train_argv = split_args(argv)
     if {"-h", "--help"} & set(train_argv):
         print(build_parser().format_help())
-    with pinned_stack_fixes(), SparoRun(options).hooks():
-        try:
+    try:
+        with pinned_stack_fixes(), SparoRun(options).hooks():
             status = open_clip_train.main.main(train_argv)
-        except SparoRunError as error:
-            logging.error(f"training.main: {error}")
-            return 1
+    except RuntimeError as error:
+        if not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        # open_clip_train's --resume loads the checkpoint's state dict into the model
+        detail = "; ".join(str(error).splitlines()[:3])
+        error = SparoRunError(
+            f"the --resume checkpoint does not fit the model: {detail}; resume with the run's "
+            "own --model and --model-kwargs, or give a checkpoint of this model."
+        )
+        _log_to_file(error)
+        raise error from None
+    except EXPECTED_ERRORS as error:
+        _log_to_file(error)
+        raise
     return 0 if status is None else status
+
+
+def _log_to_file(error: BaseException) -> None:
+    """Write an expected failure to the run's log file (open_clip_train's ``out.log``), if it
+    has one yet: the console gets it from :func:`run_entry_point`."""
+    record = logging.makeLogRecord(
+        {"levelno": logging.ERROR, "levelname": "ERROR", "msg": f"{PROG}: error: {error}"}
+    )
+    for handler in logging.root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 if __name__ == "__main__":

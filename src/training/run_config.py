@@ -12,7 +12,7 @@ from torch import nn
 
 from open_clip_sparo import SparoCLIP
 from open_clip_sparo.checkpoint import CONFIG_NAME, built_depths
-from open_clip_sparo.files import write_json
+from open_clip_sparo.files import read_json, write_json
 
 # what identifies the model of a run (a resume must build the same); the rest describes it
 MODEL_KEYS = ("model_name", "model_cfg", "preprocess_cfg")
@@ -39,7 +39,7 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
     """
     path = Path(run_dir) / CONFIG_NAME
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_json(path, "run config")
         if any(existing.get(key) != config[key] for key in MODEL_KEYS):
             raise ValueError(
                 f"{path} describes another model than this run builds (other --model or "

@@ -37,3 +37,22 @@ def test_foreign_checkpoints_are_refused(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "clip.pt")
     with pytest.raises(ValueError, match="not a checkpoint of"):
         load_backbone(tmp_path / "clip.pt")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"\x80\x02random bytes" * 50, "is not a checkpoint of tensors"),
+        (b"PK\x03\x04 cut short", "cannot be read, it is cut short or corrupt"),
+    ],
+    ids=["empty", "random", "truncated"],
+)
+def test_unreadable_checkpoints_are_named(tmp_path, content, message):
+    path = tmp_path / "c.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error:
+        load_backbone(path)
+    assert str(path) in str(error.value) and "weights_only" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_backbone(tmp_path / "missing.pt")

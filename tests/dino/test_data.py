@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 import webdataset as wds
-from data_utils import write_caption_shards, write_image_folder
+from data_utils import rewrite_members, write_caption_shards, write_image_folder
 from dino_utils import CLASSES
 
 from open_clip_sparo.dino.augment import MultiCrop, eval_transform
@@ -72,3 +72,47 @@ def test_labelled_sets_from_folders_and_cls_shards(tmp_path):
 def test_missing_data_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a folder"):
         labelled_dataset(str(tmp_path / "nothing"), eval_transform(32))
+
+
+def test_bad_samples_and_an_unreadable_shard_are_skipped_and_counted(tmp_path, caplog):
+    pattern = write_caption_shards(tmp_path, num_shards=3, samples_per_shard=6)
+    first, second, third = sorted(tmp_path.glob("shard-*.tar"))
+
+    def damage(name, content):
+        if name == f"{1:08d}.txt":
+            return name, b"\xff\xfe not UTF-8"  # a caption DINO never reads
+        if name == f"{2:08d}.jpg":
+            return None  # no image
+        return name, content
+
+    rewrite_members(first, damage)
+    rewrite_members(
+        second, lambda name, content: (name, b"no image" if ".jpg" in name else content)
+    )
+    third.write_bytes(b"")  # an empty shard
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=16)
+    batches = list(data.batches(0))  # before: UnicodeDecodeError, then tarfile.ReadError
+    assert len(batches) == 4
+    counts = data.skipped.take_counts()
+    assert counts["no image"] >= 1 and counts["does not decode"] >= 1
+    assert counts["unreadable shard"] >= 1
+    assert f"(no image) in rank 0 main process: sample '{2:08d}' of {first}" in caplog.text
+    assert f"(does not decode) in rank 0 main process: sample '{7:08d}' of {second}" in caplog.text
+    assert f"(unreadable shard) in rank 0 main process: {third}" in caplog.text
+    assert "UnicodeDecodeError" not in caplog.text
+
+
+def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path):
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
+    for shard in tmp_path.glob("shard-*.tar"):
+        shard.write_bytes(b"not a tar file" * 10)
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=8)
+    with pytest.raises(ValueError, match="not one usable training image in any of the 2 shards"):
+        list(data.batches(0))  # instead of resampling unreadable shards forever
+
+
+def test_bad_sizes_json_names_the_file(tmp_path):
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=4)
+    (tmp_path / "sizes.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"sizes.json is not valid JSON"):
+        train_data(pattern, _crops(), 2, 0, 0, 1, seed=0)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 from data_utils import write_image_folder
-from dino_utils import CLASSES, HEAD_ARGS, one_thread
+from dino_utils import CLASSES, HEAD_ARGS, fails_with, one_thread
 
 from open_clip_sparo.dino.checkpoint import load_checkpoint
 from open_clip_sparo.dino.train import build_student, main
@@ -82,15 +82,13 @@ def test_resume_continues_the_run_exactly(images, tmp_path):
             torch.testing.assert_close(again[network][key], value)
 
 
-def test_existing_runs_are_never_overwritten(images, tmp_path):
+def test_existing_runs_are_never_overwritten(images, tmp_path, capsys):
     out = tmp_path / "run"
     with one_thread():
         assert main(_argv(images, out, backbone="ViT-Ti-8-64", batch=16)) == 0
         before = (out / "checkpoints" / "epoch_latest.pt").stat().st_mtime_ns
-        with pytest.raises(FileExistsError, match="--resume latest"):
-            main(_argv(images, out, backbone="ViT-Ti-8-64", batch=16))
-        with pytest.raises(ValueError, match="another model"):
-            main([*_argv(images, out, batch=16), "--resume", "latest"])
+        fails_with(capsys, main, _argv(images, out, backbone="ViT-Ti-8-64", batch=16), "--resume")
+        fails_with(capsys, main, [*_argv(images, out, batch=16), "--resume", "latest"], "another")
         # a finished run resumed with the same epochs has nothing to do
         assert (
             main([*_argv(images, out, backbone="ViT-Ti-8-64", batch=16), "--resume", "latest"]) == 0
@@ -98,11 +96,11 @@ def test_existing_runs_are_never_overwritten(images, tmp_path):
     assert (out / "checkpoints" / "epoch_latest.pt").stat().st_mtime_ns == before
 
 
-def test_bad_arguments_are_named(images, tmp_path):
-    with pytest.raises(ValueError, match="multiple of the patch size"):
-        main([*_argv(images, tmp_path / "a"), "--local-crop-size", "20"])
-    with pytest.raises(ValueError, match="needs a GPU"):
-        main([*_argv(images, tmp_path / "b"), "--precision", "amp", "--device", "cpu"])
+def test_bad_arguments_are_named(images, tmp_path, capsys):
+    argv = [*_argv(images, tmp_path / "a"), "--local-crop-size", "20"]
+    fails_with(capsys, main, argv, "multiple of the patch size")
+    argv = [*_argv(images, tmp_path / "b"), "--precision", "amp", "--device", "cpu"]
+    fails_with(capsys, main, argv, "needs a GPU")
 
 
 def test_bf16_autocast_trains_with_a_finite_loss(images, tmp_path):
@@ -118,18 +116,34 @@ def test_bf16_autocast_trains_with_a_finite_loss(images, tmp_path):
     )
 
 
-def test_resume_from_an_older_checkpoint_never_replaces_a_later_latest(images, tmp_path):
+def test_resume_from_an_older_checkpoint_never_replaces_a_later_latest(images, tmp_path, capsys):
     out = tmp_path / "run"
     with one_thread():
         assert main(_argv(images, out, backbone="ViT-Ti-8-64", epochs=2, batch=16)) == 0
         before = (out / "checkpoints" / "epoch_latest.pt").read_bytes()
         older = out / "checkpoints" / "epoch_1.pt"
-        with pytest.raises(FileExistsError, match=r"epoch_latest\.pt"):
-            main(
-                [
-                    *_argv(images, out, backbone="ViT-Ti-8-64", epochs=2, batch=16),
-                    "--resume",
-                    str(older),
-                ]
-            )
+        argv = _argv(images, out, backbone="ViT-Ti-8-64", epochs=2, batch=16)
+        fails_with(capsys, main, [*argv, "--resume", str(older)], r"epoch_latest\.pt")
     assert (out / "checkpoints" / "epoch_latest.pt").read_bytes() == before
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_the_causes(images, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*_argv(images, out, batch=16), "--teacher-temp", "0", "--warmup-teacher-temp", "0"]
+    with one_thread():
+        line = fails_with(capsys, main, argv, r"the training loss is nan at step 0 \(epoch 0")
+    assert "no checkpoint was written yet" in line and "--teacher-temp" in line and "--lr" in line
+    assert not (out / "checkpoints").exists()
+
+
+def test_bad_run_config_and_resume_files_are_named(images, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "dino_config.json").write_text("{not json")
+    argv = [*_argv(images, out), "--resume", "latest"]
+    fails_with(capsys, main, argv, r"run config .*dino_config.json is not valid JSON")
+    argv = [*_argv(images, tmp_path / "other"), "--resume", str(tmp_path)]
+    fails_with(capsys, main, argv, r"--resume .* is a folder, not a file")
+    (tmp_path / "backbone.json").write_text("[1, 2")
+    argv = [*_argv(images, tmp_path / "b"), "--backbone", str(tmp_path / "backbone.json")]
+    fails_with(capsys, main, argv, r"backbone config .*backbone.json is not valid JSON")

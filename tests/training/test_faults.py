@@ -21,10 +21,17 @@ import open_clip_train.main
 import pytest
 import torch
 from data_utils import rewrite_members, write_broken_shards, write_caption_shards
-from training_utils import MODEL, checkpoint_state, epoch_losses, run_in_process, train_args
+from training_utils import (
+    MODEL,
+    checkpoint_state,
+    epoch_losses,
+    run_in_process,
+    run_torchrun,
+    train_args,
+)
 
 from open_clip_sparo.files import PARTIAL_SUFFIX, atomic_save
-from training.checkpoints import latest_checkpoint
+from training.checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpoint
 from training.compat import WebDatasetTraining
 from training.data_faults import REASONS
 from training.model_config import merged_model_config
@@ -168,6 +175,149 @@ def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path)
     assert log.count("Skipped training data (no caption) in rank 0 loader worker 0") == 16
 
 
+def test_one_unreadable_shard_among_two_workers_shards_is_skipped(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=16)
+    broken = sorted((tmp_path / "shards").glob("*.tar"))[1]
+    broken.write_bytes(b"not a tar file" * 100)  # the whole share of one loader worker
+    argv = train_args(pattern, tmp_path, "two-workers", samples=16)
+    argv[argv.index("--workers") + 1] = "2"
+    assert run_in_process(argv) == 0  # before: "not one usable training sample in a whole pass"
+    log = (tmp_path / "two-workers" / "out.log").read_text()
+    assert "(unreadable shard) in rank 0 loader worker" in log and str(broken) in log
+    assert "not one usable training sample in its share of the shards" in log
+    assert "it reads all 2 shards of the run instead" in log
+    assert (tmp_path / "two-workers" / "checkpoints" / "epoch_1.pt").is_file()
+
+
+@pytest.mark.slow
+def test_one_unreadable_shard_among_two_ranks_shards_is_skipped(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=16)
+    sorted((tmp_path / "shards").glob("*.tar"))[1].write_bytes(b"not a tar file" * 100)
+    done = run_torchrun(train_args(pattern, tmp_path, "two-ranks", samples=32))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "it reads all 2 shards of the run instead" in done.stderr  # rank 1's warning
+    assert (tmp_path / "two-ranks" / "checkpoints" / "epoch_1.pt").is_file()
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the reported case: exp(100) overflows, the loss is NaN from the first step
+    argv = [*train_args(shards, tmp_path, "nan"), "--model-kwargs", '{"init_logit_scale": 100}']
+    assert run_in_process(argv) == 1  # before: 0, and an epoch_1.pt of NaN tensors
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("training.main: error: the training loss is nan at step 0 (epoch 0")
+    assert "no checkpoint was written yet" in error and "init_logit_scale" in error
+    assert "--lr" in error and "--precision" in error
+    assert not list((tmp_path / "nan" / "checkpoints").iterdir())
+    assert "the training loss is nan" in (tmp_path / "nan" / "out.log").read_text()
+
+    # a good epoch, then a learning rate that breaks the weights in the next one
+    argv = train_args(shards, tmp_path, "later", epochs=1)
+    assert run_in_process(argv) == 0
+    argv[argv.index("--epochs") + 1] = "2"
+    argv[argv.index("--lr") + 1] = "1e30"
+    assert run_in_process([*argv, "--resume", "latest"]) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    kept = tmp_path / "later" / "checkpoints" / "epoch_1.pt"
+    assert "(epoch 1, batch 2 of 4)" in error and f"the last good checkpoint is {kept}" in error
+    assert not (kept.parent / "epoch_2.pt").exists()
+    assert all(torch.isfinite(v).all() for v in checkpoint_state(kept).values())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--model", "sparo-ViT-Ti-8-6"],
+            "is no registered model config. Did you mean 'sparo-ViT-Ti-8-64'",
+        ),
+        (["--max-params", "100"], "more than --max-params 100"),
+        (
+            ["--model-kwargs", '{"sparo_cfg": {"num_slots": 7}}'],
+            "cannot be built with these sizes: embed_dim=256 must equal",
+        ),
+        (
+            ["--model-kwargs", '{"vision_cfg": {"width": 100}}'],
+            "cannot be built with these sizes: embed_dim must be divisible by num_heads",
+        ),
+    ],
+    ids=["model-typo", "max-params", "slot-sizes", "width"],
+)
+def test_a_failed_start_leaves_no_run_folder_and_the_fixed_rerun_runs(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    argv = train_args(shards, tmp_path, "run")
+    argv[argv.index("--epochs") + 1] = "0"  # the rerun only starts
+    assert run_in_process([*argv, *extra]) == 1
+    assert message in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+    assert run_in_process(argv) == 0  # before: 255, "Experiment already exists"
+    assert (tmp_path / "run" / "out.log").is_file()
+
+
+def test_a_failed_start_in_an_existing_run_folder_keeps_it(shards: str, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    argv = [*train_args(shards, tmp_path, "run"), "--max-params", "100"]
+    assert run_in_process(argv) == 1
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def _unreadable_checkpoints(folder: Path) -> dict[str, Path]:
+    good = folder / "good.pt"
+    torch.save({"epoch": 1, "x": torch.zeros(2)}, good)
+
+    files = {"random": os.urandom(1000), "empty": b"", "truncated": good.read_bytes()[:200]}
+    paths = {name: folder / f"{name}.pt" for name in files}
+    for name, content in files.items():
+        paths[name].write_bytes(content)
+    paths["object"] = folder / "object.pt"
+    torch.save({"state_dict": Namespace(a=1)}, paths["object"])  # loading it would run code
+    paths["folder"] = folder
+    paths["foreign"] = good  # an epoch without a state dict and optimizer
+    return paths
+
+
+UNREADABLE = {
+    "random": "is not a checkpoint of tensors",
+    "empty": "is empty (0 bytes)",
+    "truncated": "cannot be read, it is cut short or corrupt",
+    "object": "is not a checkpoint of tensors",
+    "folder": "is a folder, not a file",
+    "foreign": "is not a checkpoint of open_clip_train",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+def test_unreadable_resume_checkpoints_are_named_errors(tmp_path: Path, kind: str) -> None:
+    path = _unreadable_checkpoints(tmp_path)[kind]
+    with pytest.raises((ValueError, IsADirectoryError), match=re.escape(UNREADABLE[kind])) as error:
+        read_resume_checkpoint(str(path))
+    assert str(path) in str(error.value) and "weights_only" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["random", "empty", "truncated", "object", "folder"])
+def test_unreadable_pretrained_checkpoints_are_named_errors(tmp_path: Path, kind: str) -> None:
+    path = _unreadable_checkpoints(tmp_path)[kind]
+    with pytest.raises((ValueError, IsADirectoryError), match=re.escape(UNREADABLE[kind])) as error:
+        read_pretrained(str(path))
+    assert str(path) in str(error.value) and "weights_only" not in str(error.value)
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--pretrained"])
+def test_a_random_checkpoint_ends_the_run_with_one_line(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    path = _unreadable_checkpoints(tmp_path)["random"]
+    argv = [*train_args(shards, tmp_path, "run"), flag, str(path)]
+    assert run_in_process(argv) == 1  # before: PyTorch's traceback advising weights_only=False
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"training.main: error: {flag} checkpoint {path} is not a checkpoint")
+    assert "weights_only" not in error and "Traceback" not in error
+
+
 def test_sample_order_follows_the_seed_and_epoch(shards: str) -> None:
     first, counts = one_pass(shards)
     assert one_pass(shards)[0] == first and len(first) == 64 and not any(counts.values())
@@ -288,13 +438,15 @@ def test_unknown_model_kwargs_fail_naming_the_key_and_the_allowed_keys(
 
 
 def test_model_kwargs_block_must_be_an_object_and_cli_stops_before_writing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(ValueError, match="vision_cfg must be a JSON object"):
         merged_model_config(MODEL, {"vision_cfg": 64}).__enter__()
     argv = ["--model", MODEL, "--logs", str(tmp_path), "--model-kwargs", '{"sparo_cfg": {"x": 1}}']
     assert run_in_process(argv) == 1
-    assert "'sparo_cfg.x'" in caplog.text and "'num_slots'" in caplog.text
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("training.main: error: --model-kwargs: unknown key 'sparo_cfg.x'")
+    assert "'num_slots'" in error
     assert not list(tmp_path.iterdir())  # stopped before any run folder
 
 

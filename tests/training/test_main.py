@@ -170,10 +170,13 @@ def test_slot_stats_reach_wandb_at_the_logged_steps(
             assert scalars[f"slots/{name}_mean"] == pytest.approx(np.mean(record[name]))
 
 
-def test_existing_run_returns_open_clip_train_status(trained_run: Path, shards: str) -> None:
+def test_existing_run_is_refused_before_anything_is_written(
+    trained_run: Path, shards: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = (trained_run / "out.log").read_text()
     argv = ["--", *train_args(shards, trained_run.parent, trained_run.name)]
-    assert run_in_process(argv) == -1  # open_clip_train: "Experiment already exists"
+    assert run_in_process(argv) == 1  # open_clip_train: -1, "Experiment already exists"
+    assert "already holds a run (its out.log); add --resume latest" in capsys.readouterr().err
     assert (trained_run / "out.log").read_text() == before
 
 
@@ -202,13 +205,15 @@ def test_two_processes_train_then_resume_latest(shards: str, tmp_path: Path) -> 
     assert torch.equal(model.logit_scale, epoch_3["logit_scale"])
 
 
-def test_max_params_aborts_with_count_and_limit(shards: str, tmp_path: Path) -> None:
+def test_max_params_aborts_with_count_and_limit(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     count = sum(p.numel() for p in open_clip.create_model(MODEL).parameters())
     argv = [*train_args(shards, tmp_path, "big"), "--max-params", str(count - 1)]
     assert run_in_process(argv) == 1
-    log = (tmp_path / "big" / "out.log").read_text()
-    assert f"{MODEL} has {count:,} parameters, more than --max-params {count - 1:,}" in log
-    assert not list((tmp_path / "big" / "checkpoints").iterdir())
+    error = capsys.readouterr().err
+    assert f"{MODEL} has {count:,} parameters, more than --max-params {count - 1:,}" in error
+    assert not (tmp_path / "big").exists()  # the failed start's run folder is removed
 
 
 def test_model_kwargs_change_the_model_and_the_run_folder_rebuilds_it(
@@ -307,12 +312,12 @@ def test_locked_tower_is_frozen_read_out_included(
 
 
 def test_init_from_clip_and_pretrained_conflict(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "clip.pt").touch()
     argv = ["--model", MODEL, "--pretrained", "x.pt", "--logs", str(tmp_path)]
     assert run_in_process([*argv, "--init-from-clip", str(tmp_path / "clip.pt")]) == 1
-    assert "--init-from-clip and --pretrained both give starting weights" in caplog.text
+    assert "--init-from-clip and --pretrained both give starting weights" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["clip.pt"]  # stopped before any run folder
 
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..files import newest_epoch_checkpoint
+from ..files import load_torch_file, newest_epoch_checkpoint
 from .backbone import ClassTokenViT, SparoViT, build_backbone
 from .configs import backbone_cfg_from_dict
 
 CONFIG_NAME = "dino_config.json"
 LATEST = "epoch_latest.pt"
 NETWORKS = ("teacher", "student")
+CHECKPOINT_KEYS = ("epoch", "config", "student", "teacher")  # what training and evaluation read
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -36,6 +35,10 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; give a DINO run folder or a checkpoint file."
+        )
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if (folder / LATEST).is_file():
         return folder / LATEST
@@ -48,10 +51,16 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    checkpoint = torch.load(find_checkpoint(path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint:
+    """A DINO checkpoint (tensors only, no code run), or a ``ValueError`` naming the file and
+    what is wrong with it."""
+    file = find_checkpoint(path)
+    checkpoint = load_torch_file(file, "DINO checkpoint")
+    missing = sorted(set(CHECKPOINT_KEYS) - set(checkpoint)) if isinstance(checkpoint, dict) else []
+    if not isinstance(checkpoint, dict) or missing:
         raise ValueError(
-            f"{path} is not a checkpoint of open_clip_sparo.dino.train (no 'config' in it)."
+            f"{file} is not a checkpoint of open_clip_sparo.dino.train (it lacks "
+            f"{missing or list(CHECKPOINT_KEYS)}); give a DINO run folder or its "
+            "checkpoints/epoch_N.pt."
         )
     return checkpoint
 

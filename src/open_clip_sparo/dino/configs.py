@@ -9,7 +9,6 @@ vision towers are OpenCLIP's own configs (``ViT-S-16``, ``ViT-B-16``) and this p
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import open_clip
 from open_clip.model import CLIPVisionCfg
 
 from ..config import SparoCfg
+from ..files import read_json
 from ..vision import vision_tower_sizes
 
 # the SPARO read-out of the DINO backbones: the CLIP side's defaults (64 slots of 64 dims)
@@ -74,9 +74,10 @@ def get_backbone_cfg(name_or_path: str | Path) -> BackboneCfg:
             f"unknown DINO backbone {name!r}; use one of {list_backbones()} or a JSON file "
             '{"vision_cfg": {...}, "sparo_cfg": {...} or null}.'
         )
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone config {path} does not exist.")
-    return backbone_cfg_from_dict(json.loads(path.read_text()), name=path.stem)
+    cfg = read_json(path, "backbone config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"backbone config {path} must hold a JSON object, got {cfg!r}.")
+    return backbone_cfg_from_dict(cfg, name=path.stem)
 
 
 def backbone_cfg_from_dict(cfg: dict[str, Any], name: str = "custom") -> BackboneCfg:

@@ -9,19 +9,32 @@ under ``cls`` (CLIP_benchmark's ``wds`` layout).
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Iterator
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    get_worker_info,
+)
 from torchvision.datasets import ImageFolder
+
+from ..files import read_json
+
+log = logging.getLogger("open_clip_sparo.dino.data")
 
 IMAGE_KEYS = "jpg;jpeg;png;webp"
 SHUFFLE_BUFFER = 1000
+# why training data is skipped, as on the CLIP side (src/training/data_faults.py)
+SKIP_REASONS = ("no image", "does not decode", "unreadable shard")
 
 
 def shard_urls(path: str) -> list[str] | None:
@@ -47,7 +60,7 @@ def count_shard_samples(urls: list[str]) -> int | None:
     sizes_file = Path(urls[0]).parent / "sizes.json"
     if not sizes_file.is_file():
         return None
-    sizes = json.loads(sizes_file.read_text())
+    sizes = read_json(sizes_file, "shard sizes file")
     missing = [u for u in urls if Path(u).name not in sizes]
     if missing:
         raise ValueError(f"{sizes_file} has no size for {missing[:3]}; pass --train-num-samples.")
@@ -59,12 +72,95 @@ def _shard_seed(seed: int, epoch: int) -> int:
     return wds.utils.make_seed(seed, epoch, rank, worker)
 
 
+class SkippedImages:
+    """Training images skipped per reason, counted in memory shared with the loader workers.
+
+    A sample without an image (``jpg``, ``jpeg``, ``png``, ``webp``) or whose image does not
+    decode is skipped, and so is the rest of a shard that cannot be opened or read to its end;
+    each gets a warning naming the sample or shard, the rank and the loader worker. Other files
+    of a sample (captions) are dropped unread. Shards are resampled endlessly, so a stream that
+    has opened every shard of the run without one usable image since stops with a
+    ``ValueError`` instead of looping forever.
+    """
+
+    def __init__(self, urls: list[str], rank: int) -> None:
+        self.urls, self.rank = urls, rank
+        self._counts = multiprocessing.Array("q", len(SKIP_REASONS))
+        self._shard, self._shard_broken, self._sample = "", False, ""
+        self._opened_since_usable: set[str] = set()
+
+    def open_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage over the shards: notes which one is read."""
+        for shard in shards:
+            if self._opened_since_usable >= set(self.urls):
+                raise ValueError(
+                    f"not one usable training image in any of the {len(self.urls)} shards "
+                    f"({', '.join(self.urls[:3])}{', ...' if len(self.urls) > 3 else ''}); the "
+                    "warnings above say why each was skipped. Images go under 'jpg', 'jpeg', "
+                    "'png' or 'webp'; check --data."
+                )
+            self._shard, self._shard_broken = shard["url"], False
+            self._opened_since_usable.add(self._shard)
+            yield shard
+
+    def shard_failed(self, error: Exception) -> bool:
+        """Handler of the tar reader: skips the rest of the shard (counted once)."""
+        if not self._shard_broken:
+            self._shard_broken = True
+            self._skip("unreadable shard", f"{self._shard}, skipping the rest of it: {error!r}")
+        return True
+
+    def images_only(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage: each sample's image files and keys, without the files training does
+        not read; samples without an image are skipped."""
+        images = IMAGE_KEYS.split(";")
+        for sample in samples:
+            kept = {k: v for k, v in sample.items() if k in images or k.startswith("__")}
+            if len(kept) == sum(k.startswith("__") for k in kept):
+                self._skip("no image", _describe(sample))
+                continue
+            self._opened_since_usable = set()
+            yield kept
+
+    def note_sample(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage before the decoder, which pulls one sample at a time: the sample
+        :meth:`decode_failed` names."""
+        for sample in samples:
+            self._sample = _describe(sample)
+            yield sample
+
+    def decode_failed(self, error: Exception) -> bool:
+        """Handler of the decode stage: skips the sample."""
+        self._skip("does not decode", f"{self._sample}: {error!r}")
+        return True
+
+    def take_counts(self) -> dict[str, int]:
+        """This process's and its workers' counts per reason since the last call."""
+        with self._counts.get_lock():
+            counts = dict(zip(SKIP_REASONS, self._counts[:], strict=True))
+            self._counts[:] = [0] * len(SKIP_REASONS)
+        return counts
+
+    def _skip(self, reason: str, detail: str) -> None:
+        with self._counts.get_lock():
+            self._counts[SKIP_REASONS.index(reason)] += 1
+        worker = get_worker_info()
+        process = " main process" if worker is None else f" loader worker {worker.id}"
+        log.warning(f"Skipped training data ({reason}) in rank {self.rank}{process}: {detail}")
+
+
+def _describe(sample: dict[str, Any]) -> str:
+    return f"sample {sample.get('__key__')!r} of {sample.get('__url__')}"
+
+
 @dataclass
 class TrainData:
-    """Batches of crops for one process: ``steps_per_epoch`` batches in each epoch."""
+    """Batches of crops for one process: ``steps_per_epoch`` batches in each epoch, and the
+    images skipped (WebDataset shards only)."""
 
     steps_per_epoch: int
     loader_for_epoch: Callable[[int], DataLoader]
+    skipped: SkippedImages | None = None
 
     def batches(self, epoch: int) -> Iterator[list[torch.Tensor]]:
         """The crops of each batch of ``epoch``, a list of ``(B, 3, H, W)`` tensors."""
@@ -92,6 +188,7 @@ def train_data(
     """
     urls = shard_urls(path)
     loader_args = {"batch_size": batch_size, "num_workers": workers, "drop_last": True}
+    skipped = None
     if urls is None:
         _check_image_folder(path)
         dataset = ImageFolder(path, transform=transform)
@@ -113,6 +210,8 @@ def train_data(
                 "--train-num-samples or put a sizes.json beside them."
             )
 
+        skipped = SkippedImages(urls, rank)
+
         def loader_for_epoch(epoch: int) -> DataLoader:
             stream = wds.DataPipeline(
                 wds.ResampledShards(
@@ -120,9 +219,12 @@ def train_data(
                     worker_seed=functools.partial(_shard_seed, seed, epoch),
                     deterministic=True,
                 ),
-                wds.tarfile_to_samples(),
+                skipped.open_shards,
+                wds.tarfile_to_samples(handler=skipped.shard_failed),
+                skipped.images_only,
                 wds.detshuffle(SHUFFLE_BUFFER, seed=seed + epoch),
-                wds.decode("pil"),
+                skipped.note_sample,
+                wds.decode("pil", handler=skipped.decode_failed),
                 wds.to_tuple(IMAGE_KEYS),
                 wds.map_tuple(transform),
             )
@@ -134,7 +236,7 @@ def train_data(
             f"{path} holds {total} images, fewer than one global batch of "
             f"{batch_size} x {world_size} processes; lower --batch-size."
         )
-    return TrainData(steps, loader_for_epoch)
+    return TrainData(steps, loader_for_epoch, skipped)
 
 
 def labelled_dataset(

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -31,24 +30,32 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..files import atomic_save
+from ..errors import check_finite_loss, run_entry_point
+from ..files import atomic_save, read_json, require_file
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
 from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint
 from .configs import backbone_cfg_from_dict, get_backbone_cfg, list_backbones
-from .data import train_data
+from .data import TrainData, train_data
 from .head import DinoHead
 from .loss import DinoLoss
 from .model import DinoModel, update_teacher
 from .schedules import cosine_schedule, teacher_temp_schedule
 
 log = logging.getLogger("open_clip_sparo.dino.train")
+PROG = "python -m open_clip_sparo.dino.train"
 PRECISIONS = ("fp32", "amp", "amp_bf16")
+# the likely causes of a non-finite DINO loss, with the flags that change them
+LOSS_CAUSES = (
+    "a learning rate too high (--lr, --warmup-epochs)",
+    "temperatures too low (--teacher-temp, --warmup-teacher-temp, --student-temp)",
+    "float16 overflow (--precision amp_bf16 or fp32 instead of amp)",
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m open_clip_sparo.dino.train",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -190,7 +197,7 @@ def prepare_run_folder(args: argparse.Namespace, config: dict[str, Any]) -> Path
                 f"run folder {run} exists; pass --resume latest to continue it or choose "
                 "another --output-dir."
             )
-        if json.loads(config_file.read_text()) != config:
+        if read_json(config_file, "run config") != config:
             raise ValueError(
                 f"{config_file} describes another model than these arguments; resume with the "
                 "run's own --backbone, head and crop sizes, or choose another --output-dir."
@@ -203,6 +210,11 @@ def prepare_run_folder(args: argparse.Namespace, config: dict[str, Any]) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The exit status; bad input is one line ``<prog>: error: ...`` on stderr and 1."""
+    return run_entry_point(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     rank, world_size, device = init_distributed(args.device)
     logging.basicConfig(
@@ -256,6 +268,7 @@ class Trainer:
     precision: str
     clip_grad: float
     student_ddp: nn.Module | None = None  # the student as the forward pass runs it
+    kept: str = "no checkpoint was written yet"  # the last good checkpoint, for errors
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -288,8 +301,10 @@ class Trainer:
         momentum: float,
         teacher_temp: float,
         freeze_last_layer: bool,
+        where: str = "a step",
     ) -> torch.Tensor:
-        """One optimisation step of the student and one EMA step of the teacher; the loss."""
+        """One optimisation step of the student and one EMA step of the teacher; the loss.
+        A non-finite loss stops before the weights change, naming ``where``."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group
@@ -298,8 +313,7 @@ class Trainer:
                 teacher_out = self.teacher(crops[:2])  # (2 * B, K), global crops only
             student_out = (self.student_ddp or self.student)(crops)  # (num_crops * B, K)
             loss = self.dino_loss(student_out, teacher_out, teacher_temp, len(crops))
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"the DINO loss is {loss.item()}; training stopped.")
+        check_finite_loss(loss.item(), where, self.kept, LOSS_CAUSES)
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -355,6 +369,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
             )
         trainer.load_state_dict(checkpoint)
         start_epoch = checkpoint["epoch"]
+        trainer.kept = f"the last good checkpoint is {resume_from}"
         log.info("resumed from %s at epoch %d", resume_from, start_epoch)
     if start_epoch >= args.epochs:
         log.info("the run has already trained %d epochs; nothing to do.", start_epoch)
@@ -407,6 +422,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                 momentum=schedules.momentum[it],
                 teacher_temp=schedules.teacher_temp[epoch],
                 freeze_last_layer=epoch < args.freeze_last_layer,
+                where=f"step {it} (epoch {epoch}, batch {i + 1} of {steps}) on rank {rank}",
             )
             if i % args.log_every == 0 or i == steps - 1:
                 if world_size > 1:
@@ -437,7 +453,26 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
             atomic_save(state, run / "checkpoints" / LATEST)
             if (epoch + 1) % args.save_frequency == 0 or epoch + 1 == args.epochs:
                 atomic_save(state, run / "checkpoints" / f"epoch_{epoch + 1}.pt")
+        trainer.kept = f"the last good checkpoint is {run / 'checkpoints' / LATEST}"
+        _report_skipped(data, epoch, world_size, device)
     return 0
+
+
+def _report_skipped(data: TrainData, epoch: int, world_size: int, device: torch.device) -> None:
+    """Log the training images skipped in ``epoch``, summed over processes (each calls this)."""
+    if data.skipped is None:
+        return
+    counts = data.skipped.take_counts()
+    if world_size > 1:
+        summed = torch.tensor(list(counts.values()), device=device)
+        dist.all_reduce(summed)
+        counts = dict(zip(counts, summed.tolist(), strict=True))
+    if any(counts.values()):
+        log.warning(
+            "Skipped training data in epoch %d: %s (a warning names each one)",
+            epoch,
+            ", ".join(f"{reason}: {n}" for reason, n in counts.items() if n),
+        )
 
 
 def _check_nothing_overwritten(run: Path, start_epoch: int) -> None:
@@ -462,10 +497,9 @@ def _resume_path(args: argparse.Namespace, run: Path) -> Path | None:
     if args.resume == "latest":
         latest = run / "checkpoints" / LATEST
         return latest if latest.is_file() else None
-    path = Path(args.resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {path}: no such checkpoint.")
-    return path
+    return require_file(
+        args.resume, "--resume", "give a checkpoint file (checkpoints/epoch_N.pt) or 'latest'."
+    )
 
 
 if __name__ == "__main__":

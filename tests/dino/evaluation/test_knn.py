@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from dino_utils import labelled_folders, one_thread, untrained_checkpoint
+from dino_utils import fails_with, labelled_folders, one_thread, untrained_checkpoint
 
 from open_clip_sparo.dino.evaluation.knn import knn_scores, main
 
@@ -52,7 +52,7 @@ def _argv(setup, checkpoint, out, *extra):
 
 
 @pytest.mark.parametrize("which", [3, 4], ids=["sparo", "class-token"])
-def test_knn_command_on_both_backbones(setup, tmp_path, which):
+def test_knn_command_on_both_backbones(setup, tmp_path, which, capsys):
     out = tmp_path / "knn.json"
     with one_thread():
         assert main(_argv(setup, setup[which], out, "--k", "1", "20")) == 0
@@ -62,16 +62,34 @@ def test_knn_command_on_both_backbones(setup, tmp_path, which):
     assert set(results["knn"]) == {"1", "20"}
     # four colours: even random frozen features find the nearest same-coloured square
     assert results["knn"]["1"]["top1"] > 50
-    with pytest.raises(FileExistsError):
-        main(_argv(setup, setup[which], out))
+    fails_with(capsys, main, _argv(setup, setup[which], out), "already exist")
 
 
-def test_knn_on_selected_slots(setup, tmp_path):
+def test_knn_on_selected_slots(setup, tmp_path, capsys):
     slots = tmp_path / "slots.json"
     slots.write_text(json.dumps({"slots": [0, 3, 7]}))
     out = tmp_path / "knn.json"
     with one_thread():
         assert main(_argv(setup, setup[3], out, "--slots", str(slots))) == 0
     assert json.loads(out.read_text())["slots"] == [0, 3, 7]
-    with pytest.raises(ValueError, match="no SPARO slots"):
-        main(_argv(setup, setup[4], tmp_path / "cls.json", "--slots", str(slots)))
+    argv = _argv(setup, setup[4], tmp_path / "cls.json", "--slots", str(slots))
+    fails_with(capsys, main, argv, "no SPARO slots")
+
+
+def test_k_above_the_memory_size_is_reported_as_that_size(setup, tmp_path, capsys, caplog):
+    out = tmp_path / "knn.json"
+    with one_thread():
+        assert main(_argv(setup, setup[3], out, "--k", "5", "50")) == 0
+    assert set(json.loads(out.read_text())["knn"]) == {"5", "24"}  # before: {"5", "50"}
+    assert "--k 50 is more than the 24 images of the memory set" in caplog.text
+    err = capsys.readouterr().err  # one progress bar per set
+    assert "features of --train-data" in err and "features of --val-data" in err
+    assert "24/24" in err and "12/12" in err
+
+
+def test_an_unreadable_checkpoint_is_one_line(setup, tmp_path, capsys):
+    random = tmp_path / "random.pt"
+    random.write_bytes(b"\x80\x02" + bytes(range(256)) * 4)
+    line = fails_with(capsys, main, _argv(setup, random, tmp_path / "o.json"), "not a checkpoint")
+    assert "weights_only" not in line
+    fails_with(capsys, main, _argv(setup, tmp_path, tmp_path / "o.json"), "neither a DINO")

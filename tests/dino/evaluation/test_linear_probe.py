@@ -1,7 +1,9 @@
 import json
+import shutil
 
+import pytest
 import torch
-from dino_utils import labelled_folders, one_thread, untrained_checkpoint
+from dino_utils import fails_with, labelled_folders, one_thread, untrained_checkpoint
 
 from open_clip_sparo.dino.evaluation.linear_probe import main, train_linear_probe
 
@@ -33,3 +35,24 @@ def test_linear_probe_command(tmp_path):
     assert results["backbone"] == "sparo-ViT-Ti-8-64" and results["network"] == "teacher"
     assert results["linear_probe"]["epochs"] == 20
     assert results["linear_probe"]["top1"] > 50  # four colours, linearly separable
+
+
+def test_a_probe_on_fewer_than_two_images_is_refused(tmp_path, capsys, caplog):
+    with pytest.raises(ValueError, match=r"at least 2 training images .* it has 1"):
+        train_linear_probe(torch.randn(1, 4), torch.zeros(1, dtype=torch.long), num_classes=4)
+    train_linear_probe(torch.randn(3, 4), torch.arange(3), num_classes=4, epochs=1)
+    assert "has 3 images for 4 classes" in caplog.text
+    # the command: before, 21.0 on one training image with a NaN variance
+    train, val = labelled_folders(tmp_path)
+    first, *others = sorted(train.iterdir())  # one class folder of one image
+    for folder in others:
+        shutil.rmtree(folder)
+    for image in sorted(first.iterdir())[1:]:
+        image.unlink()
+    checkpoint = untrained_checkpoint(tmp_path / "sparo.pt", "sparo-ViT-Ti-8-64")
+    argv = [
+        "--checkpoint", str(checkpoint), "--train-data", str(train), "--val-data", str(val),
+        "--workers", "0", "--device", "cpu", "--epochs", "1",
+    ]  # fmt: skip
+    with one_thread():
+        fails_with(capsys, main, argv, "needs at least 2 training images")

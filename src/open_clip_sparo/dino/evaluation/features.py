@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from ...errors import run_entry_point
 from ...files import refuse_existing, write_text
 from ...metrics import topk_accuracy
 from ...selection import read_slots, select_slots
@@ -80,7 +83,21 @@ def run_feature_command(
 ) -> int:
     """What every frozen-feature command does: parse ``argv``, ``check`` the arguments, refuse
     an existing ``--out`` before any work, extract the features, ``evaluate`` them, and write
-    the features' description with the results."""
+    the features' description with the results. Bad input ends as one line
+    ``<prog>: error: ...`` and exit status 1 (:func:`run_entry_point`)."""
+
+    def run(argv: Sequence[str] | None) -> int:
+        return _run_feature_command(parser, argv, evaluate, check)
+
+    return run_entry_point(parser.prog, run, argv)
+
+
+def _run_feature_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    evaluate: Callable[[argparse.Namespace, FrozenFeatures], dict[str, Any]],
+    check: Callable[[argparse.Namespace], None] | None,
+) -> int:
     args = parser.parse_args(argv)
     if check is not None:
         check(args)
@@ -97,8 +114,10 @@ def extract(
     batch_size: int,
     workers: int,
     device: torch.device,
+    name: str = "features",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone outputs ``(N, D)`` (float32, on CPU) and labels ``(N,)`` of a labelled set."""
+    """Backbone outputs ``(N, D)`` (float32, on CPU) and labels ``(N,)`` of a labelled set,
+    with a progress bar named ``name`` on stderr."""
     backbone.eval().to(device)
     autocast = (
         torch.autocast("cuda", dtype=torch.float16)
@@ -106,10 +125,15 @@ def extract(
         else contextlib.nullcontext()
     )
     features, labels = [], []
-    for images, targets in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    total = len(dataset) if hasattr(dataset, "__len__") else None
+    bar = tqdm(desc=name, total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+    for images, targets in loader:
         with autocast:
             features.append(backbone(images.to(device)).float().cpu())
         labels.append(torch.as_tensor(targets))
+        bar.update(len(images))
+    bar.close()
     if not features:
         raise ValueError("the evaluation set is empty.")
     return torch.cat(features), torch.cat(labels)
@@ -136,10 +160,20 @@ def extract_features(
     selection = select_slots(backbone, slots) if slots else contextlib.nullcontext()
     with selection:
         train, train_labels = extract(
-            backbone, labelled_dataset(train_data, transform), batch_size, workers, device
+            backbone,
+            labelled_dataset(train_data, transform),
+            batch_size,
+            workers,
+            device,
+            f"features of --train-data {train_data}",
         )
         val, val_labels = extract(
-            backbone, labelled_dataset(val_data, transform), batch_size, workers, device
+            backbone,
+            labelled_dataset(val_data, transform),
+            batch_size,
+            workers,
+            device,
+            f"features of --val-data {val_data}",
         )
     info = {
         "backbone": config["backbone"],

@@ -10,6 +10,7 @@ exp(s / T)``; defaults k = 20, T = 0.07.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from .features import FrozenFeatures, accuracies, feature_parser, run_feature_command
+
+log = logging.getLogger("open_clip_sparo.dino.evaluation.knn")
 
 
 @torch.no_grad()
@@ -57,10 +60,22 @@ def knn_vote(
     return votes.scatter_add_(1, train_labels[neighbours], (nearest / temperature).exp())
 
 
+def effective_k(k: int, memory: int) -> int:
+    """``k``, or the size of the memory set when it has fewer images (with a warning)."""
+    if k > memory:
+        log.warning(
+            f"--k {k} is more than the {memory} images of the memory set (--train-data): "
+            f"k-NN uses all {memory}, and reports them as k={memory}."
+        )
+    return min(k, memory)
+
+
 def knn_accuracies(
     features: FrozenFeatures, ks: Sequence[int] = (20,), temperature: float = 0.07
 ) -> dict[str, dict[str, float]]:
-    """Validation accuracies (percent) of the weighted k-NN classifier, per ``k``."""
+    """Validation accuracies (percent) of the weighted k-NN classifier, per ``k``; a ``k``
+    above the memory set's size is reported as that size (:func:`effective_k`)."""
+    ks = sorted({effective_k(k, len(features.train)) for k in ks})
     return {
         str(k): accuracies(
             knn_scores(

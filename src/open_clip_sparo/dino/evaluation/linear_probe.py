@@ -13,6 +13,7 @@ then one linear layer (initialised N(0, 0.01), bias 0, as DINO) is trained with 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 from .features import FrozenFeatures, accuracies, feature_parser, run_feature_command
+
+log = logging.getLogger("open_clip_sparo.dino.evaluation.linear_probe")
 
 
 def train_linear_probe(
@@ -34,7 +37,19 @@ def train_linear_probe(
     seed: int = 0,
 ) -> nn.Sequential:
     """A standardisation + linear classifier fitted on ``train`` ``(N, D)``; ``lr`` is the peak
-    learning rate at a batch of 256 (scaled linearly with ``batch_size``)."""
+    learning rate at a batch of 256 (scaled linearly with ``batch_size``). Fewer than 2
+    training images are refused (their variance, which standardises, is undefined); fewer
+    than ``num_classes`` get a warning."""
+    if len(train) < 2:
+        raise ValueError(
+            f"the linear probe needs at least 2 training images (--train-data) to standardise "
+            f"the features by their variance; it has {len(train)}. Give a larger training set."
+        )
+    if len(train) < num_classes:
+        log.warning(
+            f"the linear probe's training set (--train-data) has {len(train)} images for "
+            f"{num_classes} classes: it cannot learn every class; its accuracy means little."
+        )
     generator = torch.Generator(train.device).manual_seed(seed)
     norm = nn.BatchNorm1d(train.shape[1], affine=False).to(train.device).eval()
     linear = nn.Linear(train.shape[1], num_classes).to(train.device)

@@ -104,7 +104,8 @@ def select_on_memory(
     )
     chosen, _ = select_knn_slots(inner, num_slots, k, temperature)
     selected = knn_accuracies(restrict(features, chosen.slots, num_slots), [k], temperature)
-    return {"slots": list(chosen.slots), "selection_top1": chosen.value, **selected[str(k)]}
+    (on_chosen,) = selected.values()  # one k, maybe lowered to the memory's size
+    return {"slots": list(chosen.slots), "selection_top1": chosen.value, **on_chosen}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen, steps = select_knn_slots(
             features, num_slots, args.k, args.temperature, args.search, args.max_slots
         )
-        all_slots = knn_accuracies(features, [args.k], args.temperature)[str(args.k)]["top1"]
+        (all_slots,) = knn_accuracies(features, [args.k], args.temperature).values()
+        all_slots = all_slots["top1"]
         return {
             "slots": list(chosen.slots),
             "task": "knn",
