@@ -10,7 +10,8 @@ The metadata records the torch, open_clip and open_clip_sparo versions that prod
 Regenerate only when a change of the numbers is intended, e.g. a deliberate change of SPARO's
 initialisation or forward, or a new pinned open_clip/torch that moves them for a reason understood
 and written down. A regeneration is a reviewed decision: commit the new fixtures on their own,
-saying why the numbers moved. Run from the repository root::
+saying why the numbers moved. A file whose numbers and metadata would not change is left as it
+is. Run from the repository root::
 
     PYTHONPATH=src python tests/golden/make_golden.py
 """
@@ -26,6 +27,7 @@ import numpy as np
 import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 import open_clip_sparo
@@ -138,8 +140,19 @@ def make_fixture(name: str) -> Path:
         "generated_by": "tests/golden/make_golden.py",
     }
     path = fixture_path(name)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
+    if not _holds(path, tensors, metadata):  # safetensors orders its header at random
+        save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
     return path
+
+
+def _holds(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bool:
+    """Whether the file at ``path`` holds exactly ``tensors`` and ``metadata``."""
+    if not path.exists():
+        return False
+    with safe_open(path, framework="pt") as f:
+        if f.metadata() != metadata or set(f.keys()) != set(tensors):
+            return False
+        return all(torch.equal(f.get_tensor(key), value) for key, value in tensors.items())
 
 
 def main() -> None:
