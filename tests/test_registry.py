@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import open_clip
 import pytest
@@ -69,3 +71,17 @@ def test_coca_route_is_refused(monkeypatch, custom_text):
         assert type(open_clip.create_model("coca-Ti-8-64")) is open_clip.CoCa
     with pytest.raises(ValueError, match=r"CoCa route.*remove .*`multimodal_cfg`"):
         open_clip.create_model("sparo-coca-Ti-8-64")
+
+
+def run_python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def test_without_importing_the_package_openclip_fails_clearly(tmp_path):
+    result = run_python("import open_clip; open_clip.create_model('sparo-ViT-Ti-8-64')")
+    assert result.returncode != 0
+    assert "Model config for 'sparo-ViT-Ti-8-64' not found" in result.stderr
+    open_clip_sparo.save_pretrained(open_clip.create_model("sparo-ViT-Ti-8-64"), tmp_path)
+    result = run_python(f"import open_clip; open_clip.create_model('local-dir:{tmp_path}')")
+    assert result.returncode != 0
+    assert "unexpected keyword argument 'sparo_cfg'" in result.stderr

@@ -17,8 +17,6 @@ from clip_benchmark.metrics import linear_probe, zeroshot_classification
 from open_clip_sparo import cli as sparo_cli
 from open_clip_sparo import save_pretrained
 from open_clip_sparo.evaluation import benchmark, datasets
-from open_clip_sparo.metrics import topk_accuracy
-from open_clip_sparo.selection import read_slots
 
 CLASSES = ["cat", "dog", "car", "tree", "boat", "bird"]
 
@@ -229,23 +227,3 @@ def test_parser_has_every_clip_benchmark_argument_and_slots():
         assert option in text
     args = parser.parse_args(["--dataset", "wds/x"])
     assert (args.model_type, args.pretrained) == ("sparo", [""])
-
-
-def test_topk_accuracy():
-    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
-    target = torch.tensor([1, 2, 2, 1])
-    assert topk_accuracy(logits, target, topk=(1, 2, 3)) == [0.5, 0.75, 1.0]
-    # the linear probe passes float targets
-    assert topk_accuracy(logits, target.float()) == [0.5]
-
-
-def test_read_slots(tmp_path):
-    (tmp_path / "list.json").write_text("[4, 1]")
-    (tmp_path / "select.json").write_text(json.dumps({"slots": [2], "steps": []}))
-    (tmp_path / "bad.json").write_text(json.dumps({"slot": [2]}))
-    assert read_slots(tmp_path / "list.json") == [4, 1]
-    assert read_slots(tmp_path / "select.json") == [2]
-    with pytest.raises(ValueError, match="list of slot indices"):
-        read_slots(tmp_path / "bad.json")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_slots(tmp_path / "none.json")
