@@ -13,9 +13,13 @@ SHIPPED = ["sparo-ViT-B-32", "sparo-ViT-B-16", "sparo-ViT-L-14", "sparo-ViT-Ti-8
 
 
 def test_configs_are_listed_and_well_formed():
+    assert sorted(p.stem for p in registry.CONFIG_DIR.glob("*.json")) == sorted(SHIPPED)
     assert set(SHIPPED) <= set(open_clip.list_models())
-    for name in SHIPPED:
-        assert "coca" not in name.lower() and "siglip" not in name.lower() and "ViT" in name
+    for name in SHIPPED:  # OpenCLIP's CLIP route with its own ViT and text transformer
+        cfg = open_clip.get_model_config(name)
+        assert not {"multimodal_cfg", "custom_text", "init_logit_bias"} & set(cfg), name
+        assert "timm_model_name" not in cfg["vision_cfg"] and "patch_size" in cfg["vision_cfg"]
+        assert "hf_model_name" not in cfg["text_cfg"], name
     for path in registry.CONFIG_DIR.glob("sparo-*.json"):
         cfg = json.loads(path.read_text())
         sparo = cfg["sparo_cfg"]
