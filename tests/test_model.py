@@ -248,6 +248,7 @@ def test_autocast_matches_fp32():
     assert F.cosine_similarity(image_features.float(), reference).min() > 0.99
 
 
+@pytest.mark.slow  # torch.compile on CPU (minutes)
 def test_torch_compile_matches_eager():
     model = tiny().eval()
     images, text = batch(model)

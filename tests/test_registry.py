@@ -81,6 +81,7 @@ def run_python(script: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
 
+@pytest.mark.slow  # two fresh Python processes
 def test_without_importing_the_package_openclip_fails_clearly(tmp_path):
     result = run_python("import open_clip; open_clip.create_model('sparo-ViT-Ti-8-64')")
     assert result.returncode != 0

@@ -9,6 +9,8 @@ from open_clip_sparo.demos.clip import BUDGETS
 from open_clip_sparo.demos.clip_report import SELECTED, parse_losses
 from open_clip_sparo.demos.runner import MODELS, SPARO
 
+pytestmark = pytest.mark.slow  # each test reads a demo run (minutes)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

@@ -133,6 +133,7 @@ def test_broken_data_is_skipped_and_counted_per_reason(
     assert caplog.text.count("(unreadable shard)") == 1  # the truncation raised twice
 
 
+@pytest.mark.slow  # a training run
 def test_training_on_broken_data_completes_and_logs_the_counts(
     broken_shards: str, tmp_path: Path
 ) -> None:
@@ -156,6 +157,7 @@ def test_training_on_broken_data_completes_and_logs_the_counts(
         assert warned == counts
 
 
+@pytest.mark.slow  # a training run
 def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path) -> None:
     pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=8)
     for shard in (tmp_path / "shards").glob("*.tar"):  # captions under another extension
@@ -188,6 +190,7 @@ def test_upstream_sample_shuffle_is_not_seeded(shards: str) -> None:
     assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
 
 
+@pytest.mark.slow  # a training process killed, then resumed
 def test_kill_while_saving_then_resume_latest(shards: str, tmp_path: Path) -> None:
     argv = [*train_args(shards, tmp_path, "killed", epochs=2), "--save-frequency", "1"]
     checkpoints = tmp_path / "killed" / "checkpoints"
@@ -238,6 +241,7 @@ def test_model_kwargs_block_must_be_an_object_and_cli_stops_before_writing(
     assert not list(tmp_path.iterdir())  # stopped before any run folder
 
 
+@pytest.mark.slow  # a training run
 def test_same_seed_gives_the_same_losses_for_20_steps(shards: str, tmp_path: Path) -> None:
     """One run in a fresh process, one in this one: other pid, clock and hash seed."""
     argv = train_args(shards, tmp_path, "first", epochs=1, samples=80)

@@ -74,6 +74,7 @@ def trained_run(shards: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "logs" / "one"
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_one_process_loss_falls_over_two_epochs(trained_run: Path) -> None:
     losses = epoch_losses(trained_run / "out.log")
     assert sorted(losses) == [0, 1] and len(losses[0]) == len(losses[1]) == 8
@@ -83,6 +84,7 @@ def test_one_process_loss_falls_over_two_epochs(trained_run: Path) -> None:
     assert checkpoints == ["epoch_1.pt", "epoch_2.pt"]
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_checkpoint_loads_through_open_clip(trained_run: Path) -> None:
     checkpoint = trained_run / "checkpoints" / "epoch_2.pt"
     model = open_clip.create_model(MODEL, pretrained=str(checkpoint))
@@ -93,12 +95,14 @@ def test_checkpoint_loads_through_open_clip(trained_run: Path) -> None:
     assert model.encode_image(image).shape == (2, 16 * 16)
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_run_folder_records_the_built_model(trained_run: Path) -> None:
     config = json.loads((trained_run / "open_clip_config.json").read_text())
     model = open_clip.create_model(MODEL)
     assert config == run_config(MODEL, model, model.model_cfg)
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_zero_shot_evaluation_inside_training(trained_run: Path) -> None:
     results = [
         json.loads(line)
@@ -112,6 +116,7 @@ def test_zero_shot_evaluation_inside_training(trained_run: Path) -> None:
         assert round(top1 * 24, 6).is_integer() and round(top5 * 24, 6).is_integer()
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_slot_stats_reach_log_jsonl_and_tensorboard(trained_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -164,6 +169,7 @@ def test_slot_stats_reach_wandb_at_the_logged_steps(
             assert scalars[f"slots/{name}_mean"] == pytest.approx(np.mean(record[name]))
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_existing_run_returns_open_clip_train_status(trained_run: Path, shards: str) -> None:
     before = (trained_run / "out.log").read_text()
     argv = ["--", *train_args(shards, trained_run.parent, trained_run.name)]
@@ -171,6 +177,7 @@ def test_existing_run_returns_open_clip_train_status(trained_run: Path, shards: 
     assert (trained_run / "out.log").read_text() == before
 
 
+@pytest.mark.slow  # torchrun, two processes
 def test_two_processes_train_then_resume_latest(shards: str, tmp_path: Path) -> None:
     argv = train_args(shards, tmp_path, "ddp", epochs=2, samples=64)
     first = run_torchrun(argv)
@@ -205,6 +212,7 @@ def test_max_params_aborts_with_count_and_limit(shards: str, tmp_path: Path) -> 
     assert not list((tmp_path / "big" / "checkpoints").iterdir())
 
 
+@pytest.mark.slow  # a training run
 def test_model_kwargs_change_the_model_and_the_run_folder_rebuilds_it(
     shards: str, tmp_path: Path
 ) -> None:
