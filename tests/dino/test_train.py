@@ -84,7 +84,6 @@ def test_resume_continues_the_run_exactly(images, tmp_path):
             torch.testing.assert_close(again[network][key], value)
 
 
-@pytest.mark.slow  # DINO training runs
 def test_existing_runs_are_never_overwritten(images, tmp_path):
     out = tmp_path / "run"
     with one_thread():

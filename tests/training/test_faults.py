@@ -157,7 +157,6 @@ def test_training_on_broken_data_completes_and_logs_the_counts(
         assert warned == counts
 
 
-@pytest.mark.slow  # a training run
 def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path) -> None:
     pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=8)
     for shard in (tmp_path / "shards").glob("*.tar"):  # captions under another extension
