@@ -1,4 +1,4 @@
-# open_clip_sparo: `make test`, `make demo`, `make lint`, `make bench`
+# open_clip_sparo: `make test`, `make test-fast`, `make demo`, `make lint`, `make bench`
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test lint demo demo-dino bench clean
+.PHONY: install test test-fast lint demo demo-dino bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -n 2 tests
+
+# without the end-to-end runs (demos, multi-process training, benchmark runs): under 2 minutes
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
 # the README's main job: baseline against SPARO on the synthetic world (10 min on 2 cores with install)
 demo: install

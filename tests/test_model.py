@@ -1,8 +1,10 @@
+import numpy as np
 import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
+from PIL import Image
 
 import open_clip_sparo
 from open_clip_sparo import SparoCLIP, SparoOutput
@@ -246,6 +248,7 @@ def test_autocast_matches_fp32():
     assert F.cosine_similarity(image_features.float(), reference).min() > 0.99
 
 
+@pytest.mark.slow  # torch.compile on CPU (minutes)
 def test_torch_compile_matches_eager():
     model = tiny().eval()
     images, text = batch(model)
@@ -303,3 +306,40 @@ def test_unsupported_towers_are_rejected():
         SparoCLIP(
             256, cfg["vision_cfg"], dict(cfg["text_cfg"], no_causal_mask=True), cfg["sparo_cfg"]
         )
+
+
+EDGE_CAPTIONS = [  # awkward but legal captions for the model's own tokenizer
+    "",
+    "a red square " * 40,  # far longer than the context: truncated, EOS forced at the end
+    "une forme rouge à gauche, 赤い四角, ☃ 🙂",
+    "   ",
+]
+
+
+def edge_images(preprocess) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    pictures = [
+        Image.fromarray(rng.integers(0, 255, (37, 91), dtype=np.uint8), mode="L"),  # greyscale
+        Image.fromarray(rng.integers(0, 255, (300, 17, 3), dtype=np.uint8)),  # odd size
+        Image.fromarray(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8), mode="RGBA"),
+        Image.new("RGB", (1, 1)),
+    ]
+    return torch.stack([preprocess(p) for p in pictures])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp_bf16", "pure_bf16", "pure_fp16"])
+def test_edge_inputs_give_finite_embeddings(precision):
+    torch.manual_seed(0)
+    model_precision = precision if precision.startswith("pure") else "fp32"
+    model, _, preprocess = open_clip.create_model_and_transforms(TINY, precision=model_precision)
+    tokens = open_clip.get_tokenizer(TINY)(EDGE_CAPTIONS)
+    assert (tokens.argmax(-1) == torch.tensor([1, 31, tokens[2].argmax(), 1])).all()
+    pixels = edge_images(preprocess)
+    if precision.startswith("pure"):
+        pixels = pixels.to(torch.bfloat16 if "bf16" in precision else torch.float16)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "amp_bf16"):
+        image_features = model.encode_image(pixels, normalize=True)
+        text_features = model.encode_text(tokens, normalize=True)
+    for features in (image_features, text_features):
+        assert features.shape == (4, 256) and torch.isfinite(features).all()
+        torch.testing.assert_close(features.float().norm(dim=-1), torch.ones(4), atol=1e-2, rtol=0)

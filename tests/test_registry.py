@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import open_clip
 import pytest
@@ -11,9 +13,13 @@ SHIPPED = ["sparo-ViT-B-32", "sparo-ViT-B-16", "sparo-ViT-L-14", "sparo-ViT-Ti-8
 
 
 def test_configs_are_listed_and_well_formed():
+    assert sorted(p.stem for p in registry.CONFIG_DIR.glob("*.json")) == sorted(SHIPPED)
     assert set(SHIPPED) <= set(open_clip.list_models())
-    for name in SHIPPED:
-        assert "coca" not in name.lower() and "siglip" not in name.lower() and "ViT" in name
+    for name in SHIPPED:  # OpenCLIP's CLIP route with its own ViT and text transformer
+        cfg = open_clip.get_model_config(name)
+        assert not {"multimodal_cfg", "custom_text", "init_logit_bias"} & set(cfg), name
+        assert "timm_model_name" not in cfg["vision_cfg"] and "patch_size" in cfg["vision_cfg"]
+        assert "hf_model_name" not in cfg["text_cfg"], name
     for path in registry.CONFIG_DIR.glob("sparo-*.json"):
         cfg = json.loads(path.read_text())
         sparo = cfg["sparo_cfg"]
@@ -69,3 +75,18 @@ def test_coca_route_is_refused(monkeypatch, custom_text):
         assert type(open_clip.create_model("coca-Ti-8-64")) is open_clip.CoCa
     with pytest.raises(ValueError, match=r"CoCa route.*remove .*`multimodal_cfg`"):
         open_clip.create_model("sparo-coca-Ti-8-64")
+
+
+def run_python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+@pytest.mark.slow  # two fresh Python processes
+def test_without_importing_the_package_openclip_fails_clearly(tmp_path):
+    result = run_python("import open_clip; open_clip.create_model('sparo-ViT-Ti-8-64')")
+    assert result.returncode != 0
+    assert "Model config for 'sparo-ViT-Ti-8-64' not found" in result.stderr
+    open_clip_sparo.save_pretrained(open_clip.create_model("sparo-ViT-Ti-8-64"), tmp_path)
+    result = run_python(f"import open_clip; open_clip.create_model('local-dir:{tmp_path}')")
+    assert result.returncode != 0
+    assert "unexpected keyword argument 'sparo_cfg'" in result.stderr

@@ -1,8 +1,11 @@
+import json
+
 import open_clip
 import pytest
 import torch
 
 from open_clip_sparo import select_slots
+from open_clip_sparo.selection import read_slots
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,15 @@ def test_bad_selections_are_rejected(model):
         select_slots(torch.nn.Linear(2, 2), [0]),
     ):
         pass
+
+
+def test_read_slots(tmp_path):
+    (tmp_path / "list.json").write_text("[4, 1]")
+    (tmp_path / "select.json").write_text(json.dumps({"slots": [2], "steps": []}))
+    (tmp_path / "bad.json").write_text(json.dumps({"slot": [2]}))
+    assert read_slots(tmp_path / "list.json") == [4, 1]
+    assert read_slots(tmp_path / "select.json") == [2]
+    with pytest.raises(ValueError, match="list of slot indices"):
+        read_slots(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_slots(tmp_path / "none.json")

@@ -96,6 +96,7 @@ def test_result_path_keeps_earlier_results(tmp_path):
     assert path.exists()
 
 
+@pytest.mark.slow  # runs the benchmarks (the results fixture)
 def test_readout_benchmark(results):
     run = load(results, "readout")
     assert run["machine"]["torch"] == torch.__version__
@@ -116,6 +117,7 @@ def test_readout_benchmark(results):
     assert fp32_vision["flops"] == bf16_vision["flops"]
 
 
+@pytest.mark.slow  # runs the benchmarks (the results fixture)
 def test_train_step_benchmark(results):
     run = load(results, "train_step")
     model, baseline = TINY_PAIR.split(":")
@@ -128,6 +130,7 @@ def test_train_step_benchmark(results):
     assert set(r["ratios"]) == {"flops", "memory", "time", "cpu_time"}
 
 
+@pytest.mark.slow  # runs the benchmarks (the results fixture)
 def test_inference_benchmark(results):
     run = load(results, "inference")
     assert [r["encoder"] for r in run["results"]] == ["encode_image", "encode_text"]
@@ -136,6 +139,7 @@ def test_inference_benchmark(results):
         assert r["ratios"]["flops"] < 1
 
 
+@pytest.mark.slow  # runs the benchmarks (the results fixture)
 def test_report_renders_results_and_flags_missed_targets(results, tmp_path, capsys):
     docs = tmp_path / "performance.md"
     # tiny read-out sizes cannot reach the ViT-B/16 FLOP target, so the report must flag it

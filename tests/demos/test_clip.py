@@ -1,14 +1,15 @@
 """The demo pipeline, end to end, in its reduced budget."""
 
 import json
-import statistics
 
 import pytest
 
 from open_clip_sparo.cli import main as sparo
 from open_clip_sparo.demos.clip import BUDGETS
-from open_clip_sparo.demos.clip_report import SELECTED, outcome, parse_losses
+from open_clip_sparo.demos.clip_report import SELECTED, parse_losses
 from open_clip_sparo.demos.runner import MODELS, SPARO
+
+pytestmark = pytest.mark.slow  # each test reads a demo run (minutes)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +53,3 @@ def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
 def test_other_budget_in_the_same_folder_is_refused(demo, capsys):
     assert sparo(["demo", "--out", str(demo), "--budget", "full"]) == 1
     assert "another budget" in capsys.readouterr().err
-
-
-def _entry(*per_seed: float) -> dict:
-    mean = sum(per_seed) / len(per_seed)
-    std = None if len(per_seed) == 1 else statistics.stdev(per_seed)
-    return {"per_seed": list(per_seed), "mean": mean, "std": std}
-
-
-def test_outcome_counts_higher_lower_and_beyond_the_spread():
-    results = {
-        "a": {"wds/x": _entry(0.5, 0.6), "wds/y": _entry(0.2, 0.2), "wds/z": _entry(0.1, 0.3)},
-        "b": {"wds/x": _entry(0.3, 0.32), "wds/y": _entry(0.2, 0.2), "wds/z": _entry(0.2, 0.4)},
-    }
-    assert outcome(results, "a", "b") == (
-        "a is higher than b on 1 of 3 test sets, lower on 1, beyond the spread on 1 (x +24.0)"
-    )
-    single = {m: {"wds/x": _entry(r["wds/x"]["mean"])} for m, r in results.items()}
-    assert outcome(single, "b", "a") == "b is higher than a on 0 of 1 test sets, lower on 1"

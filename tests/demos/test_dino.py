@@ -9,6 +9,8 @@ from open_clip_sparo.demos.dino import BUDGETS
 from open_clip_sparo.demos.dino_report import PROTOCOLS, STAGES, read_losses
 from open_clip_sparo.demos.runner import MODELS
 
+pytestmark = pytest.mark.slow  # each test reads a demo run (minutes)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

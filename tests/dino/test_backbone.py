@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from dino_utils import one_thread
 from open_clip.transformer import VisionTransformer
 
@@ -115,14 +116,23 @@ def test_embeddings_at_the_native_size_are_openclips(name):
         )
 
 
-def test_local_crops_see_resampled_position_embeddings(class_token):
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (24, 40)])
+def test_local_crops_see_resampled_position_embeddings(class_token, height, width):
+    """Every token of a crop gets its position embedding: the class token its own, the patches
+    the 8 x 8 grid of patch embeddings resampled (bicubic, antialiased, as DINO) to the crop's
+    grid."""
+    grid = (height // 8, width // 8)
     with torch.no_grad():
-        x = class_token._embeds(torch.zeros(1, 3, 32, 32))  # conv1 has no bias: zeros in, zeros out
-        expected_class = class_token.ln_pre(
-            (class_token.class_embedding + class_token.positional_embedding[0])[None]
+        x = class_token._embeds(torch.zeros(1, 3, height, width))  # conv1 has no bias: zeros out
+        positions = class_token.positional_embedding
+        patch_grid = positions[1:].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)  # (1, width, 8, 8)
+        resampled = F.interpolate(patch_grid, size=grid, mode="bicubic", antialias=True)
+        patches = resampled[0].flatten(1).T  # (gh * gw, width), row-major like the patches
+        expected = class_token.ln_pre(
+            torch.cat([(class_token.class_embedding + positions[0])[None], patches])
         )
-    assert x.shape == (1, 1 + 16, 128)
-    torch.testing.assert_close(x[0, :1], expected_class)
+    assert x.shape == (1, 1 + grid[0] * grid[1], 128)
+    torch.testing.assert_close(x[0], expected)
 
 
 def test_backbone_config_from_json(tmp_path):

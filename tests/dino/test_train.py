@@ -39,6 +39,7 @@ def _distance(a: dict, b: dict) -> float:
     return sum((a[k].float() - b[k].float()).norm().item() for k in a)
 
 
+@pytest.mark.slow  # two-process DINO training
 @pytest.mark.parametrize(
     ("backbone", "head_args"), [("ViT-Ti-8-64", []), ("sparo-ViT-Ti-8-64", ["--head-use-bn"])]
 )
@@ -69,6 +70,7 @@ def test_two_process_training_moves_student_and_teacher(images, tmp_path, backbo
         assert running and all(teacher[k].abs().sum() > 0 for k in running)
 
 
+@pytest.mark.slow  # DINO training runs
 def test_resume_continues_the_run_exactly(images, tmp_path):
     with one_thread():
         assert main(_argv(images, tmp_path / "straight", epochs=2)) == 0
@@ -116,6 +118,7 @@ def test_bf16_autocast_trains_with_a_finite_loss(images, tmp_path):
     )
 
 
+@pytest.mark.slow  # DINO training runs
 def test_resume_from_an_older_checkpoint_never_replaces_a_later_latest(images, tmp_path, capsys):
     out = tmp_path / "run"
     with one_thread():

@@ -73,6 +73,7 @@ def test_images_and_captions(tiny, tmp_path):
         main([*argv[1:], "--out", str(tmp_path / "out")])
 
 
+@pytest.mark.slow  # the visualize command on whole data sets
 @pytest.mark.parametrize("kind", ["sugar_crepe", "classification"])
 def test_dataset_samples(tiny, tmp_path, kind):
     path, _, _ = tiny

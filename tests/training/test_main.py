@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import math
 import re
 import sys
@@ -21,19 +19,15 @@ from training_utils import (
     MODEL,
     checkpoint_state,
     epoch_losses,
-    restored_logging,
     run_in_process,
     run_torchrun,
     train_args,
 )
 
 from open_clip_sparo.cli.init_from_clip import save_state_dict
-from training import compat
 from training.main import split_args
-from training.model_config import deep_merge, merged_model_config
-from training.patching import patched
-from training.run_config import run_config, write_run_config
-from training.slot_stats import SlotStatsLogger, attention_entropy, slot_agreement
+from training.run_config import run_config
+from training.slot_stats import SlotStatsLogger
 
 BASELINE = "ViT-Ti-8-64"
 ZERO_SHOT_CLASSES = {
@@ -80,6 +74,7 @@ def trained_run(shards: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "logs" / "one"
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_one_process_loss_falls_over_two_epochs(trained_run: Path) -> None:
     losses = epoch_losses(trained_run / "out.log")
     assert sorted(losses) == [0, 1] and len(losses[0]) == len(losses[1]) == 8
@@ -89,6 +84,7 @@ def test_one_process_loss_falls_over_two_epochs(trained_run: Path) -> None:
     assert checkpoints == ["epoch_1.pt", "epoch_2.pt"]
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_checkpoint_loads_through_open_clip(trained_run: Path) -> None:
     checkpoint = trained_run / "checkpoints" / "epoch_2.pt"
     model = open_clip.create_model(MODEL, pretrained=str(checkpoint))
@@ -99,12 +95,14 @@ def test_checkpoint_loads_through_open_clip(trained_run: Path) -> None:
     assert model.encode_image(image).shape == (2, 16 * 16)
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_run_folder_records_the_built_model(trained_run: Path) -> None:
     config = json.loads((trained_run / "open_clip_config.json").read_text())
     model = open_clip.create_model(MODEL)
     assert config == run_config(MODEL, model, model.model_cfg)
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_zero_shot_evaluation_inside_training(trained_run: Path) -> None:
     results = [
         json.loads(line)
@@ -118,6 +116,7 @@ def test_zero_shot_evaluation_inside_training(trained_run: Path) -> None:
         assert round(top1 * 24, 6).is_integer() and round(top5 * 24, 6).is_integer()
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_slot_stats_reach_log_jsonl_and_tensorboard(trained_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -170,6 +169,7 @@ def test_slot_stats_reach_wandb_at_the_logged_steps(
             assert scalars[f"slots/{name}_mean"] == pytest.approx(np.mean(record[name]))
 
 
+@pytest.mark.slow  # reads a two-epoch training run (trained_run)
 def test_existing_run_is_refused_before_anything_is_written(
     trained_run: Path, shards: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -180,6 +180,7 @@ def test_existing_run_is_refused_before_anything_is_written(
     assert (trained_run / "out.log").read_text() == before
 
 
+@pytest.mark.slow  # torchrun, two processes
 def test_two_processes_train_then_resume_latest(shards: str, tmp_path: Path) -> None:
     argv = train_args(shards, tmp_path, "ddp", epochs=2, samples=64)
     first = run_torchrun(argv)
@@ -216,6 +217,7 @@ def test_max_params_aborts_with_count_and_limit(
     assert not (tmp_path / "big").exists()  # the failed start's run folder is removed
 
 
+@pytest.mark.slow  # a training run
 def test_model_kwargs_change_the_model_and_the_run_folder_rebuilds_it(
     shards: str, tmp_path: Path
 ) -> None:
@@ -347,96 +349,3 @@ def test_bad_sparo_flags_are_rejected_with_the_fix(
     with pytest.raises(SystemExit) as exit_info:
         split_args(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_deep_merge_merges_objects_and_replaces_the_rest() -> None:
-    base = {"a": {"b": 1, "c": {"d": 2}}, "e": [1]}
-    merged = deep_merge(base, {"a": {"c": {"d": 3, "f": 4}}, "e": [2], "g": None})
-    assert merged == {"a": {"b": 1, "c": {"d": 3, "f": 4}}, "e": [2], "g": None}
-    assert base == {"a": {"b": 1, "c": {"d": 2}}, "e": [1]}
-
-
-def test_merged_model_config_reaches_model_and_tokenizer_then_restores() -> None:
-    overrides = {"sparo_cfg": {"num_slots": 8, "slot_dim": 32}, "text_cfg": {"context_length": 16}}
-    with merged_model_config(MODEL, overrides):
-        model = open_clip.create_model(MODEL, force_patch_dropout=0.25)
-        tokenizer = open_clip.get_tokenizer(MODEL)
-        assert open_clip.get_model_config(BASELINE)["text_cfg"]["context_length"] == 32
-    assert model.num_slots == 8 and model.model_cfg["vision_cfg"]["patch_dropout"] == 0.25
-    assert tokenizer(["a red square"]).shape == (1, 16)
-    assert model.encode_text(tokenizer(["a red square"])).shape == (1, 256)
-    assert open_clip.get_model_config(MODEL)["sparo_cfg"]["num_slots"] == 16
-    with pytest.raises(ValueError, match="registered model name"):
-        merged_model_config("local-dir:/some/run", overrides).__enter__()
-
-
-def test_run_config_is_kept_on_resume_and_never_replaced(tmp_path: Path) -> None:
-    model = open_clip.create_model(MODEL)
-    config = run_config(MODEL, model, model.model_cfg)
-    path = write_run_config(tmp_path, config)
-    written = path.read_text()
-    assert write_run_config(tmp_path, config) == path and path.read_text() == written
-    other = deep_merge(config, {"model_cfg": {"sparo_cfg": {"num_slots": 8}}})
-    with pytest.raises(ValueError, match="describes another model"):
-        write_run_config(tmp_path, other)
-    assert path.read_text() == written
-
-
-def test_zero_shot_accuracy_counts_top_k_hits() -> None:
-    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
-    target = torch.tensor([1, 2, 0, 2])
-    assert compat.zero_shot_accuracy(logits, target, topk=(1, 2, 3)) == [1.0, 2.0, 4.0]
-
-
-@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0", reason="NumPy 2 behaviour")
-def test_upstream_zero_shot_accuracy_fails_on_numpy_2() -> None:
-    from open_clip_train.zero_shot import accuracy  # the module attribute outside a run
-
-    assert accuracy is not compat.zero_shot_accuracy
-    with pytest.raises(TypeError, match="0-dimensional"):
-        accuracy(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]))
-
-
-def test_cpu_ddp_accepts_device_ids() -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        module = torch.nn.Linear(3, 2)
-        with pytest.raises(ValueError, match="device_ids"):
-            torch.nn.parallel.DistributedDataParallel(module, device_ids=[torch.device("cpu")])
-        ddp = compat.CpuDistributedDataParallel(module, device_ids=[torch.device("cpu")])
-        ddp(torch.rand(4, 3)).sum().backward()
-        assert ddp.device_ids is None and module.weight.grad is not None
-    finally:
-        dist.destroy_process_group()
-
-
-def test_setup_logging_keeps_torch_loggers_quiet() -> None:
-    dynamo, other = logging.getLogger("torch._dynamo.utils"), logging.getLogger("tests.other")
-    with restored_logging():
-        compat.setup_logging(None, logging.INFO)
-        assert logging.root.level == other.level == logging.INFO
-        assert dynamo.level == logging.WARNING
-        compat.setup_logging(None, logging.DEBUG)
-        assert dynamo.level == logging.DEBUG
-
-
-def test_patched_restores_and_refuses_unknown_names() -> None:
-    target = argparse.Namespace(value=1)
-    with patched(target, "value", 2):
-        assert target.value == 2
-    assert target.value == 1
-    with pytest.raises(RuntimeError, match="no attribute 'missing'"), patched(target, "missing", 3):
-        pass
-
-
-def test_attention_entropy_and_slot_agreement() -> None:
-    uniform = torch.full((2, 3, 8), 1 / 8)
-    one_hot = torch.zeros(2, 3, 8)
-    one_hot[..., 0] = 1
-    assert torch.allclose(attention_entropy(uniform), torch.full((3,), math.log(8)))
-    assert torch.equal(attention_entropy(one_hot), torch.zeros(3))
-    slots = torch.randn(4, 3, 5)
-    assert torch.allclose(slot_agreement(slots, 2 * slots), torch.ones(3))
-    assert torch.allclose(slot_agreement(slots, -slots), -torch.ones(3))
