@@ -93,3 +93,123 @@ def newest_epoch_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     """The ``epoch_N.pt`` of ``folder`` with the largest ``N``, or None when it has none."""
     checkpoints = epoch_checkpoints(folder)
     return checkpoints[max(checkpoints)] if checkpoints else None
+
+
+class UnreadableFileError(ValueError):
+    """A file that exists but cannot be read as what it should be (bad JSON, a corrupt
+    checkpoint): an expected failure, reported with the file's name."""
+
+
+def describe_path(path: str | os.PathLike[str]) -> str:
+    """What ``path`` is, for messages: ``a folder``, ``an empty file``, ``missing``, ..."""
+    path = Path(path)
+    if path.is_dir():
+        return "a folder"
+    if path.is_file():
+        return "an empty file" if path.stat().st_size == 0 else "a file"
+    return "something else than a file or folder" if path.exists() else "missing"
+
+
+def require_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` if it is a file; otherwise an error saying what ``path`` is instead."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    kind = describe_path(path)
+    if kind == "missing":
+        raise FileNotFoundError(f"{what} {path} does not exist.")
+    error = IsADirectoryError if kind == "a folder" else FileNotFoundError
+    raise error(f"{what} {path} is {kind}, not a file.")
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """The JSON content of ``path``; errors name the file and say what is wrong with it."""
+    path = require_file(path, what)
+    text = path.read_text()
+    if not text.strip():
+        raise UnreadableFileError(f"{what} {path} is empty; it must hold JSON.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UnreadableFileError(
+            f"{what} {path} is not valid JSON ({error.msg} at line {error.lineno}, column "
+            f"{error.colno}); fix or replace it."
+        ) from None
+
+
+def check_checkpoint(path: str | os.PathLike[str], fix: str = "") -> Path:
+    """Fail with one clear message unless ``path`` is a readable checkpoint holding tensors:
+    a ``.safetensors`` file, or a ``torch.save`` file of a state dict (possibly under
+    ``"state_dict"``).
+
+    Only the header is read (safetensors) or the file is memory-mapped (``torch.save``'s zip
+    format), so the check is cheap before the real load. Files are read with
+    ``weights_only=True``: a checkpoint that needs pickled code is refused, never run.
+    """
+    path = require_file(path, "the checkpoint")
+    fix = f" {fix}" if fix else ""
+    if path.stat().st_size == 0:
+        raise UnreadableFileError(f"the checkpoint {path} is empty (0 bytes).{fix}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as file:
+                keys = list(file.keys())
+            content: Any = dict.fromkeys(keys, torch.empty(0))
+        else:
+            content = _load_weights_only(path)
+    except Exception as error:  # torch and safetensors raise many types for a broken file
+        reason = type(error).__name__
+        raise UnreadableFileError(
+            f"the checkpoint {path} cannot be read ({reason}): it is truncated, corrupt, or not "
+            f"a PyTorch or safetensors checkpoint (checkpoints are read as weights only, never "
+            f"as code).{fix}"
+        ) from None
+    state = content.get("state_dict", content) if isinstance(content, dict) else None
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise UnreadableFileError(
+            f"the checkpoint {path} holds no state dict (a mapping of names to tensors, possibly "
+            f"under 'state_dict'); found {type(content).__name__}.{fix}"
+        )
+    return path
+
+
+def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[Path]:
+    """Check, before any work, that every path of ``paths`` can be written as a new file:
+    the paths are distinct, none exists, and each can be created (its nearest existing folder
+    is a writable folder). The error names every offending path and ``fix``."""
+    paths = [Path(p) for p in paths]
+    resolved = [p.resolve() for p in paths]
+    duplicates = sorted(
+        {str(p) for p, r in zip(paths, resolved, strict=True) if resolved.count(r) > 1}
+    )
+    if duplicates:
+        raise ValueError(f"{duplicates} would be written more than once; {fix}")
+    refuse_existing(paths, fix)
+    for path in paths:
+        parent = path.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise NotADirectoryError(
+                f"{path} cannot be written: {parent} is {describe_path(parent)}, not a folder; "
+                f"{fix}"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path} cannot be written: {parent} is not writable; {fix}")
+    return paths
+
+
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load`` with ``weights_only``, memory-mapped unless the file is in the legacy
+    (non-zip) format, which cannot be mapped."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
