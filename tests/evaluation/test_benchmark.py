@@ -4,6 +4,7 @@ import open_clip
 import pytest
 import torch
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     write_run_folder,
     write_sugar_crepe,
@@ -249,3 +250,16 @@ def test_read_slots(tmp_path):
         read_slots(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_slots(tmp_path / "none.json")
+
+
+def test_a_nan_model_is_refused_not_scored(data, tmp_path, capsys):
+    """A NaN model would score acc 1.0 on SugarCrepe (the argmax over NaN is the true caption)."""
+    nan = save_nan_model(tmp_path / "nan.pt")
+    argv = ["eval", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(nan), "--no_amp"]
+    argv += ["--num_workers", "0"]
+    argv += ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    assert sparo_cli.main([*argv, "--output", str(tmp_path / "r.json"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "sparo eval: error: --model sparo-ViT-Ti-8-64 --pretrained" in error
+    assert "non-finite image embeddings" in error and "weight tensors hold NaN" in error
+    assert not (tmp_path / "r.json").exists()

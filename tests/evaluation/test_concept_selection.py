@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     write_sugar_crepe,
     write_wds_classification,
@@ -220,3 +221,14 @@ def test_select_fails_clearly_on_missing_data(tiny, tmp_path, capsys):
     assert cli.main([*argv, "--dataset", "imagenetv2", "--dataset_root", str(missing)]) == 1
     assert f"{missing}, which is missing; nothing is downloaded" in capsys.readouterr().err
     assert not missing.exists() and not (tmp_path / "slots.json").exists()
+
+
+def test_select_refuses_a_nan_model(tmp_path, capsys):
+    nan = save_nan_model(tmp_path / "nan.pt")
+    root = write_sugar_crepe(tmp_path / "sc", "swap_att", [(f"a {i}", f"no {i}") for i in range(4)])
+    argv = ["select", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(nan)]
+    argv += ["--dataset", "sugar_crepe/swap_att", "--dataset_root", str(root)]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s.json")]
+    assert cli.main(argv) == 1
+    assert "computes non-finite image embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "cache").exists()

@@ -3,6 +3,7 @@ import open_clip
 import pytest
 import torch
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     synthetic_image,
     write_sugar_crepe,
@@ -108,3 +109,17 @@ def test_plain_clip_has_no_slots_to_show(tiny):
     plain = LoadedModel(model, preprocess, loaded.tokenizer, "ViT-Ti-8-64", [])
     with pytest.raises(ValueError, match="not a SPARO model"):
         slot_view(plain, preprocess(Image.open(images[0])), "a cat")
+
+
+def test_visualize_refuses_a_nan_model_and_empty_counts(tiny, tmp_path, capsys):
+    _, _, images = tiny
+    nan = save_nan_model(tmp_path / "nan.pt")
+    argv = ["visualize", "--model", MODEL, "--images", str(images[0]), "--captions", "a cat"]
+    assert cli.main([*argv, "--pretrained", str(nan), "--out", str(tmp_path / "p")]) == 1
+    assert "computes non-finite image embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    for flag in ("--num_samples", "--top_slots"):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*argv, "--pretrained", str(nan), flag, "0", "--out", str(tmp_path / "q")])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from ..files import refuse_existing
 from ..loading import load_model
 from ..metrics import topk_accuracy
 from ..selection import read_slots, select_slots
+from .checks import finite_encodings
 from .datasets import check_dataset_files
 from .fixes import linear_probe_on_cpu
 
@@ -92,6 +93,8 @@ class _Evaluation:
     ) -> tuple[torch.nn.Module, Any, Any]:
         loaded = load_model(model_name, pretrained, device=device, cache_dir=cache_dir)
         model = loaded.model
+        name = f"--model {model_name}" + (f" --pretrained {pretrained}" if pretrained else "")
+        self.stack.enter_context(finite_encodings(model, name))
         if self.slots is not None:
             self.stack.enter_context(select_slots(model, self.slots))
             self.slots_used = sorted(self.slots)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ..files import refuse_existing
 from ..loading import LoadedModel, add_model_args, load_model
+from .checks import described, finite_encodings, positive_int, require_slots
 from .datasets import build_dataset, default_task
 
 RED = np.array([0.85, 0.05, 0.05])
@@ -51,12 +52,12 @@ class SlotView:
 def slot_view(loaded: LoadedModel, image: torch.Tensor, caption: str) -> SlotView:
     """Encode one preprocessed ``(3, H, W)`` image and its caption slot by slot."""
     model = loaded.model
-    if not hasattr(model, "encode_image_slots"):
-        raise ValueError(f"{loaded.reference} is not a SPARO model; it has no slots to show.")
+    require_slots(model, described(loaded), "sparo visualize")
     device = next(model.parameters()).device
     tokens = loaded.tokenizer([caption]).to(device)
-    image_out = model.encode_image_slots(image[None].to(device))
-    text_out = model.encode_text_slots(tokens)
+    with finite_encodings(model, described(loaded)):
+        image_out = model.encode_image_slots(image[None].to(device))
+        text_out = model.encode_text_slots(tokens)
     length = int(model.eos_positions(tokens)[0]) + 1  # up to the end-of-text token
     agreement = F.cosine_similarity(image_out.slots[0], text_out.slots[0], dim=-1)  # (L,)
     return SlotView(
@@ -156,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset_root", default="root")
     parser.add_argument("--split", default="test")
     parser.add_argument("--task", default="auto")
-    parser.add_argument("--num_samples", type=int, default=4)
-    parser.add_argument("--top_slots", type=int, default=4, help="slots shown per pair")
+    parser.add_argument("--num_samples", type=positive_int, default=4)
+    parser.add_argument("--top_slots", type=positive_int, default=4, help="slots shown per pair")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     return parser
