@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -200,8 +201,13 @@ def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[P
                 f"{path} cannot be written: {parent} is {describe_path(parent)}, not a folder; "
                 f"{fix}"
             )
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise PermissionError(f"{path} cannot be written: {parent} is not writable; {fix}")
+        try:  # a probe, not os.access: it also holds for root and read-only file systems
+            tempfile.TemporaryFile(dir=parent).close()
+        except OSError as error:
+            raise PermissionError(
+                f"{path} cannot be written: no file can be created in {parent} "
+                f"({error.strerror}); {fix}"
+            ) from None
     return paths
 
 
