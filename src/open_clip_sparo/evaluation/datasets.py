@@ -42,6 +42,11 @@ def check_dataset_files(
         name = dataset.split("/", 1)[1]
         if name not in SUGAR_CREPE_TASKS:
             raise ValueError(f"unknown SugarCrepe task {name!r}; use one of {SUGAR_CREPE_TASKS}.")
+        if split != "test":
+            raise ValueError(
+                f"SugarCrepe has only the split 'test', not {split!r}: use --split test; to "
+                "select slots on it, drop --selection_split (--split is divided by --seed)."
+            )
         _require(
             [base / "val2017", base / f"{name}.json"],
             f"SugarCrepe {name} (COCO val2017 images and "
