@@ -61,3 +61,16 @@ def test_bad_selections_are_rejected(model):
         select_slots(torch.nn.Linear(2, 2), [0]),
     ):
         pass
+
+
+def test_slots_file_errors_name_the_file_and_what_it_is(tmp_path):
+    from open_clip_sparo.selection import read_slots
+
+    (tmp_path / "bad.json").write_text('{"slots": [1, 2')
+    with pytest.raises(ValueError, match=r"the slots file .*bad\.json is not valid JSON"):
+        read_slots(tmp_path / "bad.json")
+    (tmp_path / "empty.json").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.json is empty"):
+        read_slots(tmp_path / "empty.json")
+    with pytest.raises(IsADirectoryError, match=f"slots file {tmp_path} is a folder, not a"):
+        read_slots(tmp_path)
