@@ -70,3 +70,10 @@ def test_outcome_counts_higher_lower_and_beyond_the_spread():
     )
     single = {m: {"wds/x": _entry(r["wds/x"]["mean"])} for m, r in results.items()}
     assert outcome(single, "b", "a") == "b is higher than a on 0 of 1 test sets, lower on 1"
+
+
+def test_an_unrelated_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert sparo(["demo", "--out", str(tmp_path), "--budget", "smoke"]) == 1
+    assert "is a non-empty folder that is not a demo folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
