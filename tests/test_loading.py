@@ -151,3 +151,11 @@ def test_a_registered_name_is_never_a_folder_of_that_name(tiny, tmp_path, monkey
     with pytest.raises(ValueError, match=f"ambiguous.*--model ./{TINY_MODEL}"):
         load_model(TINY_MODEL)
     assert load_model(f"./{TINY_MODEL}").weights[0].parent.resolve() == tmp_path / TINY_MODEL
+
+
+def test_a_checkpoint_of_another_model_or_given_as_model_is_explained(tiny):
+    _, path = tiny
+    with pytest.raises(ValueError, match=r"does not fit 'ViT-Ti-8-64' \(Missing key"):
+        load_model("ViT-Ti-8-64", str(path))
+    with pytest.raises(ValueError, match=f"--model {path} is a file: give a checkpoint as"):
+        load_model(str(path))

@@ -124,6 +124,11 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
         model, _, preprocess = open_clip.create_model_and_transforms(reference, cache_dir=cache_dir)
         return LoadedModel(model, preprocess, open_clip.get_tokenizer(reference), reference, [])
     name = reference.replace("/", "-")  # as OpenCLIP's factory looks names up
+    if name not in open_clip.list_models() and Path(reference).is_file():
+        raise ValueError(
+            f"--model {reference} is a file: give a checkpoint as --pretrained {reference} with "
+            "--model NAME (its registered model, e.g. sparo-ViT-B-16)."
+        )
     if name not in open_clip.list_models():
         raise ValueError(
             f"model {reference!r} is not a registered model name, a local-dir: folder or a "
@@ -150,9 +155,18 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
             f"--pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
             f"{open_clip.list_pretrained_tags_by_model(name)}."
         )
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained, cache_dir=cache_dir
-    )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, cache_dir=cache_dir
+        )
+    except RuntimeError as error:  # PyTorch's strict load_state_dict: the keys do not match
+        if is_tag or not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        problems = [line.strip()[:160] for line in str(error).splitlines()[1:3]]
+        raise ValueError(
+            f"the checkpoint {path} does not fit {name!r} ({'; '.join(problems)}...): give the "
+            "--model it was trained with (sparo-* for SPARO checkpoints)."
+        ) from None
     tokenizer = open_clip.get_tokenizer(name)
     if is_tag:
         return LoadedModel(model, preprocess, tokenizer, name, [], pretrained_tag=pretrained)
@@ -204,6 +218,11 @@ def _load_run(run_dir: Path, reference: str, pretrained: str | None) -> LoadedMo
     others = [p for p in others if p != checkpoint.name]
     check_checkpoint(checkpoint, f"Pass --pretrained with another checkpoint of the run {others}.")
     name, model_cfg = config["model_name"], config["model_cfg"]
+    if name not in open_clip.list_models() and Path(reference).is_file():
+        raise ValueError(
+            f"--model {reference} is a file: give a checkpoint as --pretrained {reference} with "
+            "--model NAME (its registered model, e.g. sparo-ViT-B-16)."
+        )
     if name not in open_clip.list_models():
         raise ValueError(
             f"{run_dir} was trained with --model {name!r}, which is not registered here; "

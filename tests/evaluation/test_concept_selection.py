@@ -260,7 +260,7 @@ def test_select_refuses_bad_arguments_before_any_work(swap_att, tmp_path, capsys
     torch.save({"state_dict": open_clip.create_model("ViT-Ti-8-64").state_dict()}, plain)
     argv = [*swap_att, "--model", "ViT-Ti-8-64", "--pretrained", str(plain)]
     assert cli.main([*argv, "--out", str(sel / "y.json")]) == 1
-    assert "is a plain CLIP model (CLIP) without SPARO slots" in capsys.readouterr().err
+    assert "is not a SPARO model (a plain CLIP, without slots)" in capsys.readouterr().err
     assert not sel.exists()
 
 

@@ -80,7 +80,7 @@ def require_slots(model: torch.nn.Module, name: str, command: str) -> None:
     """Refuse a model without SPARO slots for ``command``, which works on slots."""
     if not hasattr(model, "encode_image_slots"):
         raise ValueError(
-            f"{name} is a plain CLIP model ({type(model).__name__}) without SPARO slots; "
+            f"{name} is not a SPARO model (a plain {type(model).__name__}, without slots); "
             f"{command} works on slots: give a SPARO model (sparo-*, its checkpoint or run)."
         )
 
