@@ -123,3 +123,11 @@ def test_visualize_refuses_a_nan_model_and_empty_counts(tiny, tmp_path, capsys):
             cli.main([*argv, "--pretrained", str(nan), flag, "0", "--out", str(tmp_path / "q")])
         assert exit_.value.code == 2
         assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_visualize_checks_its_outputs_before_loading(tiny, tmp_path, capsys):
+    path, _, images = tiny
+    (tmp_path / "file").write_text("mine")
+    argv = ["visualize", "--model", MODEL, "--pretrained", str(path), "--images", str(images[0])]
+    assert cli.main([*argv, "--captions", "a", "--out", str(tmp_path / "file" / "p")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err

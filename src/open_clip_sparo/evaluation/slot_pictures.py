@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..files import refuse_existing
+from ..files import check_new_files
 from ..loading import LoadedModel, add_model_args, load_model
 from .checks import described, finite_encodings, positive_int, require_slots
 from .datasets import build_dataset, default_task
@@ -279,7 +279,7 @@ def visualize(argv: list[str]) -> int:
     count = len(args.images) if args.images is not None else args.num_samples
     out = Path(args.out)
     paths = [out / f"pair_{i:03d}.png" for i in range(count)] + [out / "summary.png"]
-    refuse_existing(paths, "choose another --out or remove them.")
+    check_new_files(paths, "choose another --out or remove them; nothing was written.")
 
     loaded = load_model(args.model, args.pretrained, device=args.device)
     if args.images is not None:
