@@ -99,8 +99,10 @@ def test_bad_arguments(tiny, tmp_path):
         main([*argv, "--images", *map(str, images), "--captions", "a cat"])
     with pytest.raises(SystemExit):  # neither images nor a dataset
         main(argv)
-    with pytest.raises(FileNotFoundError, match="images not found"):
+    with pytest.raises(FileNotFoundError, match=r"the image .*none\.png does not exist"):
         main([*argv, "--images", str(tmp_path / "none.png"), "--captions", "a cat"])
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        main([*argv, "--images", str(tmp_path), "--captions", "a cat"])
 
 
 def test_plain_clip_has_no_slots_to_show(tiny):

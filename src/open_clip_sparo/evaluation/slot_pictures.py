@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..files import check_new_files
+from ..files import check_new_files, require_file
 from ..loading import LoadedModel, add_model_args, load_model
 from .checks import described, finite_encodings, positive_int, require_slots
 from .datasets import build_dataset, default_task
@@ -167,9 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _file_pairs(
     loaded: LoadedModel, images: Sequence[str], captions: Sequence[str]
 ) -> list[tuple[torch.Tensor, str]]:
-    missing = [p for p in images if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"images not found: {missing}")
     return [
         (loaded.preprocess(Image.open(p).convert("RGB")), c)
         for p, c in zip(images, captions, strict=True)
@@ -281,6 +278,8 @@ def visualize(argv: list[str]) -> int:
     paths = [out / f"pair_{i:03d}.png" for i in range(count)] + [out / "summary.png"]
     check_new_files(paths, "choose another --out or remove them; nothing was written.")
 
+    for image in args.images or ():
+        require_file(image, "the image")
     loaded = load_model(args.model, args.pretrained, device=args.device)
     if args.images is not None:
         pairs = _file_pairs(loaded, args.images, args.captions)
