@@ -218,11 +218,6 @@ def _load_run(run_dir: Path, reference: str, pretrained: str | None) -> LoadedMo
     others = [p for p in others if p != checkpoint.name]
     check_checkpoint(checkpoint, f"Pass --pretrained with another checkpoint of the run {others}.")
     name, model_cfg = config["model_name"], config["model_cfg"]
-    if name not in open_clip.list_models() and Path(reference).is_file():
-        raise ValueError(
-            f"--model {reference} is a file: give a checkpoint as --pretrained {reference} with "
-            "--model NAME (its registered model, e.g. sparo-ViT-B-16)."
-        )
     if name not in open_clip.list_models():
         raise ValueError(
             f"{run_dir} was trained with --model {name!r}, which is not registered here; "
