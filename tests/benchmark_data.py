@@ -136,3 +136,15 @@ def write_run_folder(
             {"epoch": epoch, "state_dict": state}, run_dir / "checkpoints" / f"epoch_{epoch}.pt"
         )
     return run_dir
+
+
+def save_nan_model(path: Path) -> Path:
+    """A ``sparo-ViT-Ti-8-64`` checkpoint whose floating-point tensors are all NaN."""
+    model = open_clip.create_model(TINY_MODEL)
+    state = {
+        k: v.fill_(float("nan")) if v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state}, path)
+    return path

@@ -101,3 +101,61 @@ def test_local_dir_rejects_pretrained_and_missing_weights(tiny, tmp_path):
     (tmp_path / "export" / "open_clip_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="not a complete OpenCLIP local-dir"):
         load_model(f"local-dir:{tmp_path / 'export'}")
+
+
+def broken_checkpoints(folder, good):
+    """Files given as checkpoints that are not readable ones: name -> path."""
+    folder.mkdir(exist_ok=True)
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "random.pt").write_bytes(bytes(range(256)) * 8)
+    (folder / "truncated.pt").write_bytes(good.read_bytes()[:5000])
+    torch.save([1, 2, 3], folder / "list.pt")
+    (folder / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    return {p.stem: p for p in folder.iterdir()}
+
+
+def test_unreadable_checkpoints_are_named_and_never_run(tiny, tmp_path):
+    _, good = tiny
+    for name, path in broken_checkpoints(tmp_path / "bad", good).items():
+        with pytest.raises(ValueError, match=f"the checkpoint {path}") as error:
+            load_model(TINY_MODEL, str(path))
+        assert "weights_only=False" not in str(error.value), name
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        load_model(TINY_MODEL, str(tmp_path / "bad"))
+
+
+def test_run_folder_with_a_truncated_newest_checkpoint_names_the_others(tiny, tmp_path):
+    model, _ = tiny
+    run = write_run_folder(tmp_path / "run", model, epochs=[1, 2])
+    newest = run / "checkpoints" / "epoch_2.pt"
+    newest.write_bytes(newest.read_bytes()[:4000])
+    with pytest.raises(ValueError, match=r"epoch_2\.pt cannot be read.*\['epoch_1.pt'\]"):
+        load_model(str(run))
+    assert_same_weights(load_model(str(run), "epoch_1.pt").model, model, offset=1.0)
+
+
+def test_bad_run_config_names_the_file(tiny, tmp_path):
+    model, _ = tiny
+    run = write_run_folder(tmp_path / "run", model, epochs=[1])
+    (run / "open_clip_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"open_clip_config\.json is not valid JSON"):
+        load_model(str(run))
+
+
+def test_a_registered_name_is_never_a_folder_of_that_name(tiny, tmp_path, monkeypatch):
+    model, path = tiny
+    monkeypatch.chdir(tmp_path)
+    save_pretrained(model, tmp_path / TINY_MODEL)
+    loaded = load_model(TINY_MODEL, str(path))  # the registered model with those weights
+    assert loaded.reference == TINY_MODEL and loaded.weights == [path]
+    with pytest.raises(ValueError, match=f"ambiguous.*--model ./{TINY_MODEL}"):
+        load_model(TINY_MODEL)
+    assert load_model(f"./{TINY_MODEL}").weights[0].parent.resolve() == tmp_path / TINY_MODEL
+
+
+def test_a_checkpoint_of_another_model_or_given_as_model_is_explained(tiny):
+    _, path = tiny
+    with pytest.raises(ValueError, match=r"does not fit 'ViT-Ti-8-64' \(Missing key"):
+        load_model("ViT-Ti-8-64", str(path))
+    with pytest.raises(ValueError, match=f"--model {path} is a file: give a checkpoint as"):
+        load_model(str(path))

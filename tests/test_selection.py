@@ -76,3 +76,14 @@ def test_read_slots(tmp_path):
         read_slots(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_slots(tmp_path / "none.json")
+
+
+def test_slots_file_errors_name_the_file_and_what_it_is(tmp_path):
+    (tmp_path / "bad.json").write_text('{"slots": [1, 2')
+    with pytest.raises(ValueError, match=r"the slots file .*bad\.json is not valid JSON"):
+        read_slots(tmp_path / "bad.json")
+    (tmp_path / "empty.json").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.json is empty"):
+        read_slots(tmp_path / "empty.json")
+    with pytest.raises(IsADirectoryError, match=f"slots file {tmp_path} is a folder, not a"):
+        read_slots(tmp_path)

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -97,50 +98,80 @@ def newest_epoch_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     return checkpoints[max(checkpoints)] if checkpoints else None
 
 
-def require_file(path: str | os.PathLike[str], what: str, fix: str) -> Path:
-    """``path`` as a ``Path`` if it is a file; else ``FileNotFoundError`` or, for a folder,
-    ``IsADirectoryError`` saying what it is, with ``fix``."""
+class UnreadableFileError(ValueError):
+    """A file that exists but cannot be read as what it should be (bad JSON, a corrupt
+    checkpoint): an expected failure, reported with the file's name."""
+
+
+def describe_path(path: str | os.PathLike[str]) -> str:
+    """What ``path`` is, for messages: ``a folder``, ``an empty file``, ``missing``, ..."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{what} {path} is a folder, not a file; {fix}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist; {fix}")
-    return path
+        return "a folder"
+    if path.is_file():
+        return "an empty file" if path.stat().st_size == 0 else "a file"
+    return "something else than a file or folder" if path.exists() else "missing"
+
+
+def require_file(path: str | os.PathLike[str], what: str, fix: str = "") -> Path:
+    """``path`` if it is a file; otherwise an error saying what ``path`` is instead (a
+    ``FileNotFoundError``, or ``IsADirectoryError`` for a folder), with ``fix``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    kind = describe_path(path)
+    fix = f"; {fix}" if fix else "."
+    if kind == "missing":
+        raise FileNotFoundError(f"{what} {path} does not exist{fix}")
+    error = IsADirectoryError if kind == "a folder" else FileNotFoundError
+    raise error(f"{what} {path} is {kind}, not a file{fix}")
 
 
 def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
-    """The JSON value of the file ``path``; bad JSON is a ``ValueError`` naming the file."""
-    path = require_file(path, what, "give the path of a JSON file.")
+    """The JSON content of ``path``; errors name the file and say what is wrong with it."""
+    path = require_file(path, what)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"{what} {path} is not valid JSON ({error}); fix or replace it."
-        ) from error
-
-
-def _load_tensors(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise UnreadableFileError(
+            f"{what} {path} is not text ({error}); it must hold JSON."
+        ) from None
+    if not text.strip():
+        raise UnreadableFileError(f"{what} {path} is empty; it must hold JSON.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UnreadableFileError(
+            f"{what} {path} is not valid JSON ({error.msg} at line {error.lineno}, column "
+            f"{error.colno}); fix or replace it."
+        ) from None
 
 
 def load_torch_file(
     path: str | os.PathLike[str],
     what: str = "checkpoint",
-    read: Callable[[Path], Any] = _load_tensors,
+    read: Callable[[Path], Any] | None = None,
+    fix: str = "give another checkpoint (e.g. an earlier epoch_N.pt of the run).",
+    mmap: bool = False,
 ) -> Any:
-    """``read(path)``, by default ``torch.load`` of tensors only (no code run), with a one-line
-    ``ValueError`` naming the file and what is wrong with it when it is empty, cut short,
-    corrupt, not a ``torch.save`` file or holds more than tensors."""
-    path = require_file(path, what, "give the path of a checkpoint file.")
-    fix = "give another checkpoint (e.g. an earlier epoch_N.pt of the run)."
+    """The one reader of checkpoint files: ``read(path)`` (by default ``torch.load`` of tensors
+    only, so no code is ever run; memory-mapped with ``mmap`` where the format allows), with a
+    one-line :class:`UnreadableFileError` naming the file when it is empty, cut short, corrupt,
+    not a ``torch.save`` file, or holds more than tensors."""
+    path = require_file(path, what, fix)
     if path.stat().st_size == 0:
-        raise ValueError(f"{what} {path} is empty (0 bytes): a save that never finished; {fix}")
+        raise UnreadableFileError(
+            f"{what} {path} is empty (0 bytes): a save that never finished; {fix}"
+        )
+    mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
     try:
-        return read(path)
+        if read is not None:
+            return read(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, IndexError, KeyError, TypeError) as error:
         # garbage fails the unpickler in several ways; the message of a refused pickle advises
         # weights_only=False, i.e. running the file's code: never pass that on
-        raise ValueError(
+        raise UnreadableFileError(
             f"{what} {path} is not a checkpoint of tensors (not a torch.save file, or it holds "
             f"objects that would have to run code to load); {fix}"
         ) from error
@@ -148,6 +179,72 @@ def load_torch_file(
         detail = str(error).split(". ")[0] if str(error) else type(error).__name__
         if "weights_only" in detail:
             detail = type(error).__name__
-        raise ValueError(
+        raise UnreadableFileError(
             f"{what} {path} cannot be read, it is cut short or corrupt ({detail}); {fix}"
         ) from error
+
+
+def check_checkpoint(path: str | os.PathLike[str], fix: str = "") -> Path:
+    """Fail with one clear message unless ``path`` is a readable checkpoint holding tensors:
+    a ``.safetensors`` file, or a ``torch.save`` file of a state dict (possibly under
+    ``"state_dict"``). Cheap before the real load: only the header of a safetensors file is
+    read, and a ``torch.save`` file is memory-mapped (:func:`load_torch_file`)."""
+    fix = fix or "give another checkpoint."
+    path = require_file(path, "the checkpoint", fix)
+    if path.suffix != ".safetensors":
+        content = load_torch_file(path, "the checkpoint", fix=fix, mmap=True)
+    else:
+        from safetensors import safe_open
+
+        if path.stat().st_size == 0:
+            raise UnreadableFileError(f"the checkpoint {path} is empty (0 bytes); {fix}")
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                content = dict.fromkeys(file.keys(), torch.empty(0))
+        except Exception as error:  # safetensors raises several types for a broken file
+            raise UnreadableFileError(
+                f"the checkpoint {path} cannot be read, it is cut short or corrupt "
+                f"({type(error).__name__}); {fix}"
+            ) from None
+    state = content.get("state_dict", content) if isinstance(content, dict) else None
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise UnreadableFileError(
+            f"the checkpoint {path} holds no state dict (a mapping of names to tensors, possibly "
+            f"under 'state_dict'); found {type(content).__name__}. {fix}"
+        )
+    return path
+
+
+def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[Path]:
+    """Check, before any work, that every path of ``paths`` can be written as a new file:
+    the paths are distinct, none exists, and each can be created (its nearest existing folder
+    is a writable folder). The error names every offending path and ``fix``."""
+    paths = [Path(p) for p in paths]
+    resolved = [p.resolve() for p in paths]
+    duplicates = sorted(
+        {str(p) for p, r in zip(paths, resolved, strict=True) if resolved.count(r) > 1}
+    )
+    if duplicates:
+        raise ValueError(f"{duplicates} would be written more than once; {fix}")
+    refuse_existing(paths, fix)
+    for path in paths:
+        parent = path.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise NotADirectoryError(
+                f"{path} cannot be written: {parent} is {describe_path(parent)}, not a folder; "
+                f"{fix}"
+            )
+        try:  # a probe, not os.access: it also holds for root and read-only file systems
+            tempfile.TemporaryFile(dir=parent).close()
+        except OSError as error:
+            raise PermissionError(
+                f"{path} cannot be written: no file can be created in {parent} "
+                f"({error.strerror}); {fix}"
+            ) from None
+    return paths

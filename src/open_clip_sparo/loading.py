@@ -15,7 +15,6 @@ A reference is one of:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from open_clip.factory import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from .checkpoint import CONFIG_NAME
-from .files import newest_epoch_checkpoint
+from .files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
@@ -72,14 +71,23 @@ def load_model(
     folder = Path(reference)
     if reference.startswith(LOCAL_DIR_PREFIX):
         loaded = _load_local_dir(Path(reference[len(LOCAL_DIR_PREFIX) :]), reference, pretrained)
-    elif (folder / CONFIG_NAME).is_file() or (
-        folder.is_dir() and reference not in open_clip.list_models()
-    ):
+    elif _names_folder(reference):
         loaded = _load_folder(folder, reference, pretrained)
     else:
         loaded = _load_registered(reference, pretrained, cache_dir)
     loaded.model.to(device).eval()
     return loaded
+
+
+def _names_folder(reference: str) -> bool:
+    """Whether ``reference`` means a folder: a registered name always means the registered
+    model, a folder of the same name needs a path (``./NAME``) or ``local-dir:``."""
+    folder = Path(reference)
+    if reference not in open_clip.list_models():
+        return (folder / CONFIG_NAME).is_file() or folder.is_dir()
+    if "/" in reference or reference.startswith("."):  # written as a path
+        return folder.is_dir()
+    return False
 
 
 def newest_checkpoint(run_dir: Path) -> Path:
@@ -99,7 +107,9 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: a training run folder must contain it.")
-    config = json.loads(path.read_text())
+    config = read_json(path, "the run config")
+    if not isinstance(config, dict):
+        raise ValueError(f"the run config {path} must hold a JSON object.")
     missing = [k for k in ("model_name", "model_cfg", "preprocess_cfg") if k not in config]
     if missing:
         raise ValueError(
@@ -114,11 +124,22 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
         model, _, preprocess = open_clip.create_model_and_transforms(reference, cache_dir=cache_dir)
         return LoadedModel(model, preprocess, open_clip.get_tokenizer(reference), reference, [])
     name = reference.replace("/", "-")  # as OpenCLIP's factory looks names up
+    if name not in open_clip.list_models() and Path(reference).is_file():
+        raise ValueError(
+            f"--model {reference} is a file: give a checkpoint as --pretrained {reference} with "
+            "--model NAME (its registered model, e.g. sparo-ViT-B-16)."
+        )
     if name not in open_clip.list_models():
         raise ValueError(
             f"model {reference!r} is not a registered model name, a local-dir: folder or a "
             "training run folder; registered SPARO models: "
             f"{[m for m in open_clip.list_models() if m.startswith('sparo-')]}."
+        )
+    if not pretrained and Path(reference).is_dir():
+        raise ValueError(
+            f"--model {reference} is ambiguous: a registered model name and a folder here. A "
+            f"registered name means the registered model: pass --pretrained FILE for it, or "
+            f"--model ./{reference} (or local-dir:{reference}) for the folder."
         )
     if not pretrained:
         raise ValueError(
@@ -127,14 +148,25 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
         )
     path = Path(pretrained)
     is_tag = pretrained in open_clip.list_pretrained_tags_by_model(name)
-    if not is_tag and not path.is_file():
+    if not is_tag and path.exists():
+        check_checkpoint(path, f"Pass another --pretrained for {name!r}.")
+    elif not is_tag:
         raise FileNotFoundError(
             f"--pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
             f"{open_clip.list_pretrained_tags_by_model(name)}."
         )
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained, cache_dir=cache_dir
-    )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, cache_dir=cache_dir
+        )
+    except RuntimeError as error:  # PyTorch's strict load_state_dict: the keys do not match
+        if is_tag or not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        problems = [line.strip()[:160] for line in str(error).splitlines()[1:3]]
+        raise ValueError(
+            f"the checkpoint {path} does not fit {name!r} ({'; '.join(problems)}...): give the "
+            "--model it was trained with (sparo-* for SPARO checkpoints)."
+        ) from None
     tokenizer = open_clip.get_tokenizer(name)
     if is_tag:
         return LoadedModel(model, preprocess, tokenizer, name, [], pretrained_tag=pretrained)
@@ -162,7 +194,11 @@ def _load_local_dir(folder: Path, reference: str, pretrained: str | None) -> Loa
         raise FileNotFoundError(f"{reference}: the folder {folder} does not exist.")
     weights = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     config = folder / CONFIG_NAME
-    if not config.is_file() or not weights:
+    if config.is_file() and weights:
+        read_json(config, "the model config")
+        for path in weights:
+            check_checkpoint(path, f"Export {folder} again (sparo export --overwrite).")
+    else:
         raise FileNotFoundError(
             f"{folder} is not a complete OpenCLIP local-dir folder: expected {config} and a "
             f"weights file ({', '.join('*' + s for s in _WEIGHT_SUFFIXES)}); found "
@@ -178,6 +214,9 @@ def _load_local_dir(folder: Path, reference: str, pretrained: str | None) -> Loa
 def _load_run(run_dir: Path, reference: str, pretrained: str | None) -> LoadedModel:
     config = read_run_config(run_dir)
     checkpoint = _run_checkpoint(run_dir, pretrained) if pretrained else newest_checkpoint(run_dir)
+    others = sorted(p.name for p in epoch_checkpoints(run_dir / "checkpoints").values())
+    others = [p for p in others if p != checkpoint.name]
+    check_checkpoint(checkpoint, f"Pass --pretrained with another checkpoint of the run {others}.")
     name, model_cfg = config["model_name"], config["model_cfg"]
     if name not in open_clip.list_models():
         raise ValueError(

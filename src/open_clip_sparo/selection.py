@@ -3,7 +3,6 @@ file that names such a subset."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from .embedding import SlotEmbedding, check_slot_indices
+from .files import read_json
 from .readout import Sparo
 
 
@@ -53,9 +53,7 @@ def _is_a(module: nn.Module, cls: type[nn.Module]) -> bool:
 def read_slots(path: str | Path) -> list[int]:
     """Slot indices from ``path``: the ``slots.json`` of ``sparo select`` or a JSON list."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"slots file {path} does not exist.")
-    content = json.loads(path.read_text())
+    content = read_json(path, "the slots file")
     slots = content.get("slots") if isinstance(content, dict) else content
     if not isinstance(slots, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in slots

@@ -50,7 +50,7 @@ def test_never_overwrites_unless_asked(tiny, tmp_path):
     argv = ["--model", TINY_MODEL, "--pretrained", str(path), "--out", str(tmp_path)]
     assert main(argv) == 0
     before = (tmp_path / "open_clip_model.safetensors").stat().st_mtime_ns
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match="or pass --overwrite to replace them"):
         main(argv)
     assert (tmp_path / "open_clip_model.safetensors").stat().st_mtime_ns == before
     assert main([*argv, "--overwrite"]) == 0

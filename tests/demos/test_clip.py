@@ -53,3 +53,10 @@ def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
 def test_other_budget_in_the_same_folder_is_refused(demo, capsys):
     assert sparo(["demo", "--out", str(demo), "--budget", "full"]) == 1
     assert "another budget" in capsys.readouterr().err
+
+
+def test_an_unrelated_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert sparo(["demo", "--out", str(tmp_path), "--budget", "smoke"]) == 1
+    assert "is a non-empty folder that is not a demo folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

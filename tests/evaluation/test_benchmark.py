@@ -1,9 +1,12 @@
 import json
+import re
+from pathlib import Path
 
 import open_clip
 import pytest
 import torch
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     write_run_folder,
     write_sugar_crepe,
@@ -193,3 +196,48 @@ def test_parser_has_every_clip_benchmark_argument_and_slots():
         assert option in text
     args = parser.parse_args(["--dataset", "wds/x"])
     assert (args.model_type, args.pretrained) == ("sparo", [""])
+
+
+def test_a_nan_model_is_refused_not_scored(data, tmp_path, capsys):
+    """A NaN model would score acc 1.0 on SugarCrepe (the argmax over NaN is the true caption)."""
+    nan = save_nan_model(tmp_path / "nan.pt")
+    argv = ["eval", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(nan), "--no_amp"]
+    argv += ["--num_workers", "0"]
+    argv += ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    assert sparo_cli.main([*argv, "--output", str(tmp_path / "r.json"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "sparo eval: error: --model sparo-ViT-Ti-8-64 --pretrained" in error
+    assert "non-finite image embeddings" in error and "weight tensors hold NaN" in error
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_every_output_is_checked_before_any_evaluation(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loads = []
+    monkeypatch.setattr(benchmark, "load_model", lambda *a, **k: loads.append(a))
+    for task in ("swap_att", "swap_obj"):  # two categories in one root
+        second = write_sugar_crepe(tmp_path / "sc", task, [("a cat", "no cat")])
+    argv = ["eval", *model_args(data), "--dataset", "sugar_crepe/swap_att", "sugar_crepe/swap_obj"]
+    argv += ["--dataset_root", str(second), "--quiet"]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "sugar_crepe_swap_obj.json").write_text("{}")  # the second one exists
+    cases = {
+        "r/{dataset}.json": r"\['r/sugar_crepe_swap_obj.json'\] already exist",
+        "r/one.json": r"\['r/one.json'\] would be written more than once",
+        str(data["model"][1] / "{dataset}.json"): "is a file, not a folder",
+    }
+    if Path("/proc").is_dir():
+        cases["/proc/sparo/{dataset}.json"] = "no file can be created in /proc"
+    for output, message in cases.items():
+        assert sparo_cli.main([*argv, "--output", output]) == 1, output
+        error = capsys.readouterr().err
+        assert re.search(message, error) and "nothing was evaluated" in error, error
+    assert loads == [] and not (tmp_path / "r" / "sugar_crepe_swap_att.json").exists()
+
+
+def test_slots_leave_no_feature_folder_behind(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slots.json").write_text("[1, 2]")
+    dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    run_eval(tmp_path / "r.json", *model_args(data), *dataset, "--slots", "slots.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "slots.json"]

@@ -1,9 +1,12 @@
 import json
+import re
 
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     write_sugar_crepe,
     write_wds_classification,
@@ -220,3 +223,63 @@ def test_select_fails_clearly_on_missing_data(tiny, tmp_path, capsys):
     assert cli.main([*argv, "--dataset", "imagenetv2", "--dataset_root", str(missing)]) == 1
     assert f"{missing}, which is missing; nothing is downloaded" in capsys.readouterr().err
     assert not missing.exists() and not (tmp_path / "slots.json").exists()
+
+
+def test_select_refuses_a_nan_model(tmp_path, capsys):
+    nan = save_nan_model(tmp_path / "nan.pt")
+    root = write_sugar_crepe(tmp_path / "sc", "swap_att", [(f"a {i}", f"no {i}") for i in range(4)])
+    argv = ["select", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(nan)]
+    argv += ["--dataset", "sugar_crepe/swap_att", "--dataset_root", str(root)]
+    argv += ["--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s.json")]
+    assert cli.main(argv) == 1
+    assert "computes non-finite image embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.fixture
+def swap_att(tiny, tmp_path):
+    root = write_sugar_crepe(tmp_path / "sc", "swap_att", [(f"a {i}", f"no {i}") for i in range(6)])
+    argv = ["select", "--model", "sparo-ViT-Ti-8-64", "--pretrained", str(tiny)]
+    return [*argv, "--dataset", "sugar_crepe/swap_att", "--dataset_root", str(root)]
+
+
+def test_select_refuses_bad_arguments_before_any_work(swap_att, tmp_path, capsys):
+    sel = tmp_path / "sel"
+    cases = {
+        ("--out", str(sel / "y.png")): r"y.png'\] would be written more than once; --out is",
+        ("--out", str(sel / "y.json"), "--selection_split", "val"): "only the split 'test'",
+        ("--out", str(sel / "y.json"), "--selection_fraction", "0.2"): "from 1 item",
+    }
+    for extra, message in cases.items():
+        assert cli.main([*swap_att, *extra]) == 1
+        assert re.search(message, capsys.readouterr().err), extra
+    with pytest.raises(SystemExit, match="2"):
+        cli.main([*swap_att, "--out", str(sel / "y.json"), "--max_slots", "0"])
+    assert "--max_slots: must be at least 1, got 0" in capsys.readouterr().err
+    plain = tmp_path / "plain.pt"
+    torch.save({"state_dict": open_clip.create_model("ViT-Ti-8-64").state_dict()}, plain)
+    argv = [*swap_att, "--model", "ViT-Ti-8-64", "--pretrained", str(plain)]
+    assert cli.main([*argv, "--out", str(sel / "y.json")]) == 1
+    assert "is not a SPARO model (a plain CLIP, without slots)" in capsys.readouterr().err
+    assert not sel.exists()
+
+
+def test_select_warns_on_small_parts_and_writes_both_files_or_neither(
+    swap_att, tmp_path, capsys, monkeypatch
+):
+    from open_clip_sparo.evaluation import concept_selection
+
+    argv = [*swap_att, "--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s.json")]
+
+    def broken_disk(path, write, overwrite=True):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(concept_selection, "atomic_write", broken_disk)
+        with pytest.raises(OSError, match="No space"):
+            cli.main(argv)
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "s.png").exists()
+    assert cli.main(argv) == 0
+    error = capsys.readouterr().err
+    assert "warning: the selection part has 3 items" in error and "report part 3" in error
+    assert (tmp_path / "s.json").is_file() and (tmp_path / "s.png").is_file()

@@ -3,6 +3,7 @@ import open_clip
 import pytest
 import torch
 from benchmark_data import (
+    save_nan_model,
     save_tiny_model,
     synthetic_image,
     write_sugar_crepe,
@@ -99,8 +100,10 @@ def test_bad_arguments(tiny, tmp_path):
         main([*argv, "--images", *map(str, images), "--captions", "a cat"])
     with pytest.raises(SystemExit):  # neither images nor a dataset
         main(argv)
-    with pytest.raises(FileNotFoundError, match="images not found"):
+    with pytest.raises(FileNotFoundError, match=r"the image .*none\.png does not exist"):
         main([*argv, "--images", str(tmp_path / "none.png"), "--captions", "a cat"])
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        main([*argv, "--images", str(tmp_path), "--captions", "a cat"])
 
 
 def test_plain_clip_has_no_slots_to_show(tiny):
@@ -109,3 +112,25 @@ def test_plain_clip_has_no_slots_to_show(tiny):
     plain = LoadedModel(model, preprocess, loaded.tokenizer, "ViT-Ti-8-64", [])
     with pytest.raises(ValueError, match="not a SPARO model"):
         slot_view(plain, preprocess(Image.open(images[0])), "a cat")
+
+
+def test_visualize_refuses_a_nan_model_and_empty_counts(tiny, tmp_path, capsys):
+    _, _, images = tiny
+    nan = save_nan_model(tmp_path / "nan.pt")
+    argv = ["visualize", "--model", MODEL, "--images", str(images[0]), "--captions", "a cat"]
+    assert cli.main([*argv, "--pretrained", str(nan), "--out", str(tmp_path / "p")]) == 1
+    assert "computes non-finite image embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    for flag in ("--num_samples", "--top_slots"):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*argv, "--pretrained", str(nan), flag, "0", "--out", str(tmp_path / "q")])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_visualize_checks_its_outputs_before_loading(tiny, tmp_path, capsys):
+    path, _, images = tiny
+    (tmp_path / "file").write_text("mine")
+    argv = ["visualize", "--model", MODEL, "--pretrained", str(path), "--images", str(images[0])]
+    assert cli.main([*argv, "--captions", "a", "--out", str(tmp_path / "file" / "p")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err

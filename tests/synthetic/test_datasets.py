@@ -72,3 +72,14 @@ def test_foreign_folder_is_refused(tmp_path):
     with pytest.raises(FileExistsError, match="not a generated data folder"):
         generate(tmp_path, train_samples=2, eval_samples=2)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_that_lost_a_shard_is_not_reused(data, tmp_path, capsys):
+    import shutil
+
+    out = shutil.copytree(data[0], tmp_path / "world")
+    (out / "train" / "000001.tar").unlink()
+    argv = ["generate", "--out", str(out), "--train-samples", "30", "--eval-samples", "12"]
+    assert sparo([*argv, "--shard-size", "10", "--seed", "3"]) == 1
+    error = capsys.readouterr().err
+    assert "lacks 1 of its files" in error and "000001.tar" in error

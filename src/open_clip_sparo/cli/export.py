@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint import save_pretrained
+from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+from ..files import check_new_files
 from ..loading import load_model
 
 
@@ -30,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if not args.overwrite:  # before the model loads: the folder's files are new and writable
+        check_new_files(
+            [Path(args.out) / CONFIG_NAME, Path(args.out) / WEIGHTS_NAME],
+            "choose another --out, or pass --overwrite to replace them (nothing was written).",
+        )
     loaded = load_model(args.model, args.pretrained)
     if not hasattr(loaded.model, "sparo_cfg"):
         raise ValueError(f"{args.model} is not a SPARO model; sparo export writes SPARO models.")

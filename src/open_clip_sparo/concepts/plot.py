@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from matplotlib.figure import Figure
 
 
-def plot_steps(result: dict[str, Any], path: Path) -> None:
-    """PNG of the metric against the number of slots on both parts, with the choice marked."""
+def plot_steps(result: dict[str, Any], path: Path | IO[bytes]) -> None:
+    """PNG of the metric against the number of slots on both parts, with the choice marked,
+    to a file name or an open binary file."""
     sizes = [len(step["slots"]) for step in result["steps"]]
     metric = result["metric"]
     fig = Figure(figsize=(7, 4.5), layout="tight")
@@ -26,5 +27,6 @@ def plot_steps(result: dict[str, Any], path: Path) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, format="png")

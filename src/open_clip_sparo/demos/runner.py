@@ -152,6 +152,11 @@ def run_demo(
     budget = budgets[args.budget]
     settings = out / "budget.json"
     recorded = json.loads(json.dumps(asdict(budget)))  # tuples as JSON lists
+    if not settings.exists() and out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{out} is a non-empty folder that is not a demo folder (it has no {settings.name}); "
+            "choose another --out (a new folder, or the folder of an earlier demo to continue it)."
+        )
     if settings.exists() and json.loads(settings.read_text()) != recorded:
         raise ValueError(
             f"{out} holds a demo run with another budget ({settings}); choose another --out."

@@ -19,9 +19,12 @@ Fixes for the pinned stack are in :mod:`open_clip_sparo.evaluation.fixes`.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import hashlib
+import inspect
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,11 +39,12 @@ from clip_benchmark import models as benchmark_models
 from clip_benchmark.datasets import builder
 from clip_benchmark.metrics import linear_probe, zeroshot_classification
 
-from ..files import refuse_existing
+from ..files import check_new_files, refuse_existing
 from ..loading import load_model
 from ..metrics import topk_accuracy
 from ..selection import read_slots, select_slots
-from .datasets import check_dataset_files
+from .checks import finite_encodings
+from .datasets import check_dataset_files, fill_root
 from .fixes import linear_probe_on_cpu
 
 MODEL_TYPE = "sparo"
@@ -92,6 +96,8 @@ class _Evaluation:
     ) -> tuple[torch.nn.Module, Any, Any]:
         loaded = load_model(model_name, pretrained, device=device, cache_dir=cache_dir)
         model = loaded.model
+        name = f"--model {model_name}" + (f" --pretrained {pretrained}" if pretrained else "")
+        self.stack.enter_context(finite_encodings(model, name))
         if self.slots is not None:
             self.stack.enter_context(select_slots(model, self.slots))
             self.slots_used = sorted(self.slots)
@@ -116,11 +122,57 @@ def evaluate(argv: list[str]) -> int:
         if args.slots is not None:
             session.slots = read_slots(args.slots)
             # linear probe caches features per model and dataset: keep slot subsets apart
-            Path(args.feature_root).mkdir(parents=True, exist_ok=True)
             args.feature_root = str(Path(args.feature_root) / _slots_key(session.slots))
+        check_before_work(args)
         stack.enter_context(_patched_clip_benchmark(session))
         cli.main_eval(args)
     return 0
+
+
+def planned_runs(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The arguments of each evaluation ``clip_benchmark eval`` would run (models x datasets
+    x languages, collections expanded), without running any."""
+    runs: list[argparse.Namespace] = []
+    with mock.patch.object(cli, "run", lambda run_args: runs.append(copy.copy(run_args))):
+        cli.main_eval(copy.copy(args))
+    return runs
+
+
+def output_path(run: argparse.Namespace) -> tuple[str, str]:
+    """The result file and task of one planned run, as ``clip_benchmark.cli.run`` names them."""
+    dataset = run.dataset.replace("wds/", "", 1)
+    task = builder.get_dataset_default_task(dataset) if run.task == "auto" else run.task
+    is_file = os.path.isfile(run.pretrained)
+    output = run.output.format(
+        model=run.model,
+        pretrained=os.path.basename(run.pretrained) if is_file else run.pretrained,
+        pretrained_full_path=run.pretrained.replace("/", "_") if is_file else run.pretrained,
+        task=task,
+        dataset=dataset.replace("/", "_"),
+        language=run.language,
+    )
+    return output, task
+
+
+def check_before_work(args: argparse.Namespace) -> None:
+    """Check every evaluation's result path and data set before any model is loaded: each
+    filled ``--output`` is new (or skipped with ``--skip_existing``), distinct from the others
+    and writable, and each data set has its files."""
+    outputs = []
+    for run in planned_runs(args):
+        output, task = output_path(run)
+        if args.skip_existing and os.path.exists(output):
+            continue
+        outputs.append(output)
+        if task != "linear_probe":  # the linear probe's splits are checked when built
+            root = fill_root(run.dataset, run.dataset_root)
+            check_dataset_files(run.dataset, root, run.split, task, run.annotation_file or None)
+    check_new_files(
+        outputs,
+        "choose another --output (a template such as results/{dataset}_{task}.json gives each "
+        "evaluation its own file), remove them, or pass --skip_existing to skip finished "
+        "evaluations; nothing was evaluated.",
+    )
 
 
 @contextmanager
@@ -138,10 +190,20 @@ def _patched_clip_benchmark(session: _Evaluation) -> Iterator[None]:
         patch(mock.patch.object(cli, "build_dataset", _checked_build_dataset))
         patch(mock.patch.object(zeroshot_classification, "accuracy", topk_accuracy))
         patch(mock.patch.object(linear_probe, "accuracy", topk_accuracy))
+        probe = functools.partial(_with_feature_root_parent, linear_probe.evaluate)
         if not torch.cuda.is_available():
-            on_cpu = functools.partial(linear_probe_on_cpu, linear_probe.evaluate)
-            patch(mock.patch.object(linear_probe, "evaluate", on_cpu))
+            probe = functools.partial(linear_probe_on_cpu, probe)
+        patch(mock.patch.object(linear_probe, "evaluate", probe))
         yield
+
+
+def _with_feature_root_parent(evaluate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The linear probe, with the parent of its ``feature_root`` created (it creates only the
+    last folder; with ``--slots`` that is ``<feature_root>/slots-...``) when it runs, not
+    before."""
+    bound = inspect.signature(evaluate).bind(*args, **kwargs)
+    Path(bound.arguments["feature_root"]).parent.mkdir(parents=True, exist_ok=True)
+    return evaluate(*args, **kwargs)
 
 
 def _checked_build_dataset(dataset_name: str, root: str, **kwargs: Any) -> Any:

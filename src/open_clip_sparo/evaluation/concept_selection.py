@@ -11,6 +11,8 @@ report part. The result, ``slots.json``, is accepted by ``sparo eval --slots`` a
 from __future__ import annotations
 
 import argparse
+import io
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,10 @@ from tqdm import tqdm
 
 from .. import concepts
 from ..concepts.plot import plot_steps
-from ..files import refuse_existing, write_json
+from ..files import atomic_write, check_new_files, write_json
 from ..loading import LoadedModel, add_model_args, load_model
-from .datasets import fill_root
+from .checks import positive_int
+from .datasets import check_dataset_files, default_task, fill_root
 from .similarity import TASKS, SlotSimilarities, slot_similarities
 
 
@@ -61,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--selection_fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--search", default="forward", choices=concepts.SEARCHES)
-    parser.add_argument("--max_slots", type=int, default=None, help="forward: stop at this size")
+    parser.add_argument(
+        "--max_slots", type=positive_int, default=None, help="forward: stop at this size"
+    )
     parser.add_argument("--metric", default=None, help="CLIP_benchmark metric to maximise")
     parser.add_argument("--recall_k", type=int, nargs="+", default=[5])
     parser.add_argument("--language", default="en")
@@ -87,9 +92,15 @@ def select(argv: list[str]) -> int:
     _check_parts_differ(args)
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-    refuse_existing([out, plot], "choose another --out/--plot or remove them.")
+    check_new_files(
+        [out, plot],
+        "--out is the slots JSON and --plot its PNG (default: --out with .png): give two new, "
+        "writable paths; nothing was written.",
+    )
+    _check_data(args)
     loaded = load_model(args.model, args.pretrained, device=args.device)
     selection, report, protocol = _parts(args, _encoder(loaded, args))
+    _check_sizes(selection.num_items, report.num_items, protocol)
     metric = args.metric or default_metric(selection.task, args.recall_k)
     available = selection.metrics(recall_k=args.recall_k)
     if metric not in available:
@@ -129,8 +140,14 @@ def select(argv: list[str]) -> int:
             for s, value in zip(steps, report_values, strict=True)
         ],
     }
+    picture = io.BytesIO()
+    plot_steps(result, picture)  # drawn first: the JSON and the PNG are written together or not
     write_json(out, result, overwrite=False)
-    plot_steps(result, plot)
+    try:
+        atomic_write(plot, lambda file: file.write(picture.getvalue()), overwrite=False)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     all_slots, selected = (result["report"][k][metric] for k in ("all_slots", "selected"))
     print(
         f"{metric} on the report part: all {selection.num_slots} slots {all_slots:.4f}, "
@@ -161,6 +178,46 @@ def _search(
                 num_slots, selection.slot_sums, counted, args.max_slots
             )
         return concepts.backward_elimination(num_slots, selection.slot_sums, counted)
+
+
+MIN_ITEMS = 50  # fewer selection or report items than this: a warning with the numbers
+
+
+def _check_data(args: argparse.Namespace) -> None:
+    """The files of the report part and of the selection part, checked before any model
+    loads."""
+    task = default_task(args.dataset) if args.task == "auto" else args.task
+    annotations = args.annotation_file or None
+    parts = [(args.split, args.dataset_root)]
+    if args.selection_split is not None or args.selection_dataset_root is not None:
+        parts.append(
+            (args.selection_split or args.split, args.selection_dataset_root or args.dataset_root)
+        )
+    for split, root in parts:
+        check_dataset_files(args.dataset, fill_root(args.dataset, root), split, task, annotations)
+
+
+def _check_sizes(selection: int, report: int, protocol: dict[str, Any]) -> None:
+    """Refuse a selection part of a single item; warn, with the numbers, under
+    :data:`MIN_ITEMS`."""
+    part = protocol["selection"]
+    how = (
+        f"--selection_fraction {part['fraction']} of --split {part['split']}"
+        if "fraction" in part
+        else f"--split {part['split']} at {part['root']}"
+    )
+    where = f"the selection part has {selection} items ({how}), the report part {report}"
+    if selection < 2:
+        raise ValueError(
+            f"slots cannot be chosen from {selection} item: {where}. Use more data, a larger "
+            "--selection_fraction or a --selection_split."
+        )
+    if min(selection, report) < MIN_ITEMS:
+        print(
+            f"sparo select: warning: {where}; with fewer than {MIN_ITEMS} items the chosen "
+            "slots and the reported metric are mostly noise.",
+            file=sys.stderr,
+        )
 
 
 def _check_parts_differ(args: argparse.Namespace) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from clip_benchmark.datasets import builder
 
+from ..files import read_json
+
 SUGAR_CREPE_TASKS = (
     "add_att",
     "add_obj",
@@ -42,11 +44,17 @@ def check_dataset_files(
         name = dataset.split("/", 1)[1]
         if name not in SUGAR_CREPE_TASKS:
             raise ValueError(f"unknown SugarCrepe task {name!r}; use one of {SUGAR_CREPE_TASKS}.")
+        if split != "test":
+            raise ValueError(
+                f"SugarCrepe has only the split 'test', not {split!r}: use --split test; to "
+                "select slots on it, drop --selection_split (--split is divided by --seed)."
+            )
         _require(
             [base / "val2017", base / f"{name}.json"],
             f"SugarCrepe {name} (COCO val2017 images and "
             f"https://raw.githubusercontent.com/RAIVNLab/sugar-crepe/main/data/{name}.json)",
         )
+        check_sugar_crepe_annotations(base / f"{name}.json", base / "val2017")
     elif dataset == "mscoco_captions":
         images = base / ("train2014" if split == "train" else "val2014")
         annotations = Path(annotation_file or base / f"coco_{split}_karpathy.json")
@@ -58,6 +66,42 @@ def check_dataset_files(
         _require([base], "ImageNet-1k (torchvision's ImageNet layout)")
     elif dataset != "dummy" and "://" not in root:
         _require_populated_folder(base, dataset)
+
+
+SUGAR_CREPE_KEYS = ("filename", "caption", "negative_caption")
+
+
+def check_sugar_crepe_annotations(path: Path, images: Path) -> None:
+    """Fail unless ``path`` is a SugarCrepe annotation file (a non-empty JSON object of
+    instances, each with a ``filename``, a ``caption`` and a ``negative_caption``) whose every
+    image is in ``images``: every mistake is found before the first batch, not at it."""
+    annotations = read_json(path, "the SugarCrepe annotation file")
+    expected = (
+        'expected {"<id>": {"filename": ..., "caption": ..., "negative_caption": ...}, ...} '
+        "as in https://github.com/RAIVNLab/sugar-crepe/tree/main/data"
+    )
+    if not isinstance(annotations, dict) or not annotations:
+        found = "an empty object" if annotations == {} else f"a JSON {type(annotations).__name__}"
+        raise ValueError(f"the SugarCrepe annotation file {path} holds {found}; {expected}.")
+    bad = [
+        key
+        for key, item in annotations.items()
+        if not isinstance(item, dict)
+        or not all(isinstance(item.get(k), str) and item.get(k) for k in SUGAR_CREPE_KEYS)
+    ]
+    if bad:
+        raise ValueError(
+            f"the SugarCrepe annotation file {path}: {len(bad)} of {len(annotations)} instances "
+            f"(e.g. {bad[:3]}) lack a string {' / '.join(SUGAR_CREPE_KEYS)}; {expected}."
+        )
+    present = {p.name for p in images.iterdir()} if images.is_dir() else set()
+    named = {item["filename"] for item in annotations.values()}
+    missing = sorted(f for f in named - present if not (images / f).is_file())
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} images that {path} names are not in {images} (e.g. {missing[:3]}); "
+            "use the COCO 2017 validation images (val2017.zip)."
+        )
 
 
 def fill_root(dataset: str, root: str) -> str:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from ..concepts import SubsetSums
 from ..loading import LoadedModel
+from .checks import check_finite, described, finite_encodings, require_slots
 from .datasets import build_dataset, dataloader, default_task, fill_root
 from .metrics import caption_selection_metrics, classification_metrics, retrieval_metrics
 
@@ -142,6 +143,7 @@ def slot_similarities(
     task = default_task(dataset) if task == "auto" else task
     if task not in TASKS:
         raise ValueError(f"task {task!r} has no per-slot similarity; use one of {TASKS}.")
+    require_slots(loaded.model, described(loaded), "concept selection")
     built = build_dataset(dataset, root, loaded.preprocess, split, task, **dataset_kwargs)
     key = _cache_key(loaded, dataset, root, split, task, dataset_kwargs)
     path = None
@@ -150,9 +152,11 @@ def slot_similarities(
         if path.is_file():
             cached = torch.load(path, weights_only=True)
             if cached["key"] == json.dumps(key, sort_keys=True):
+                for side in ("images", "texts"):
+                    check_finite(cached[side], side[:-1], loaded.model, described(loaded))
                 return SlotSimilarities(task, cached["images"], cached["texts"], cached["targets"])
     batches = tqdm(dataloader(dataset, built, batch_size, num_workers), desc=f"encoding {dataset}")
-    with torch.no_grad():
+    with torch.no_grad(), finite_encodings(loaded.model, described(loaded)):
         if task == "zeroshot_classification":
             similarities = _encode_classification(loaded, built, batches, device)
         elif task == "zeroshot_retrieval":

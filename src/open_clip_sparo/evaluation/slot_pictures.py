@@ -23,8 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..files import refuse_existing
+from ..files import check_new_files, require_file
 from ..loading import LoadedModel, add_model_args, load_model
+from .checks import described, finite_encodings, positive_int, require_slots
 from .datasets import build_dataset, default_task
 
 RED = np.array([0.85, 0.05, 0.05])
@@ -51,12 +52,12 @@ class SlotView:
 def slot_view(loaded: LoadedModel, image: torch.Tensor, caption: str) -> SlotView:
     """Encode one preprocessed ``(3, H, W)`` image and its caption slot by slot."""
     model = loaded.model
-    if not hasattr(model, "encode_image_slots"):
-        raise ValueError(f"{loaded.reference} is not a SPARO model; it has no slots to show.")
+    require_slots(model, described(loaded), "sparo visualize")
     device = next(model.parameters()).device
     tokens = loaded.tokenizer([caption]).to(device)
-    image_out = model.encode_image_slots(image[None].to(device))
-    text_out = model.encode_text_slots(tokens)
+    with finite_encodings(model, described(loaded)):
+        image_out = model.encode_image_slots(image[None].to(device))
+        text_out = model.encode_text_slots(tokens)
     length = int(model.eos_positions(tokens)[0]) + 1  # up to the end-of-text token
     agreement = F.cosine_similarity(image_out.slots[0], text_out.slots[0], dim=-1)  # (L,)
     return SlotView(
@@ -156,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset_root", default="root")
     parser.add_argument("--split", default="test")
     parser.add_argument("--task", default="auto")
-    parser.add_argument("--num_samples", type=int, default=4)
-    parser.add_argument("--top_slots", type=int, default=4, help="slots shown per pair")
+    parser.add_argument("--num_samples", type=positive_int, default=4)
+    parser.add_argument("--top_slots", type=positive_int, default=4, help="slots shown per pair")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     return parser
@@ -166,9 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _file_pairs(
     loaded: LoadedModel, images: Sequence[str], captions: Sequence[str]
 ) -> list[tuple[torch.Tensor, str]]:
-    missing = [p for p in images if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"images not found: {missing}")
     return [
         (loaded.preprocess(Image.open(p).convert("RGB")), c)
         for p, c in zip(images, captions, strict=True)
@@ -278,8 +276,10 @@ def visualize(argv: list[str]) -> int:
     count = len(args.images) if args.images is not None else args.num_samples
     out = Path(args.out)
     paths = [out / f"pair_{i:03d}.png" for i in range(count)] + [out / "summary.png"]
-    refuse_existing(paths, "choose another --out or remove them.")
+    check_new_files(paths, "choose another --out or remove them; nothing was written.")
 
+    for image in args.images or ():
+        require_file(image, "the image")
     loaded = load_model(args.model, args.pretrained, device=args.device)
     if args.images is not None:
         pairs = _file_pairs(loaded, args.images, args.captions)

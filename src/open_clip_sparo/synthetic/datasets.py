@@ -175,6 +175,25 @@ def write_sugar_crepe(root: Path, task: str, split: str, count: int, seed: int) 
     return len(annotations)
 
 
+def _check_complete(out: Path, manifest: dict[str, Any]) -> None:
+    """Refuse to reuse a generated folder that lost files (a training shard, an evaluation
+    set): the manifest alone would hide the loss until training or evaluation."""
+    settings = manifest["settings"]
+    shards = -(-settings["train_samples"] // settings["shard_size"])
+    expected = [out / "train" / f"{i:06d}.tar" for i in range(shards)]
+    for split in SPLITS:
+        for dataset in manifest["datasets"]:
+            name = dataset.removeprefix("wds/").replace("/", "-")
+            expected.append(out / "eval" / split / name)
+    missing = [str(p) for p in expected if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{out} holds generated data with these settings but lacks {len(missing)} of its "
+            f"files (e.g. {missing[:3]}); remove the folder (or choose another --out) and run "
+            "sparo generate again."
+        )
+
+
 def generate(
     out: str | Path,
     train_samples: int = 20000,
@@ -198,6 +217,7 @@ def generate(
                 f"{out} holds data generated with {manifest['settings']}, not {settings}; "
                 "choose another --out or remove that folder."
             )
+        _check_complete(out, manifest)
         return manifest
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(
