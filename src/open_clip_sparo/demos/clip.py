@@ -6,17 +6,23 @@ generate the data (``sparo generate``); train ``ViT-Ti-8-64`` and ``sparo-ViT-Ti
 with ``sparo eval``; choose slots for each task on the validation split with ``sparo select`` and
 evaluate them on the test split with ``sparo eval --slots``; draw slot pictures with
 ``sparo visualize``; write ``report.md`` and ``results.json``. An earlier report is kept under a
-new name, never overwritten."""
+new name, never overwritten.
+
+``--models`` adds the paper's controls (``gap-``, ``bottleneck-``, ``codebook-ViT-Ti-8-64``) to
+the two models, trained and evaluated the same way and reported side by side (the ablation)."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..cli import main as sparo
 from .clip_report import TASK_METRICS, write_report
-from .runner import MODELS, SMOKE_SCALE, SPARO, Budget, Demo, run_demo
+from .runner import BASELINE, MODELS, SMOKE_SCALE, SPARO, Budget, Demo, run_demo
+
+CONTROLS = ("gap-ViT-Ti-8-64", "bottleneck-ViT-Ti-8-64", "codebook-ViT-Ti-8-64")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,30 @@ class ClipDemo(Demo):
     """One CLIP demo folder: ``data/``, ``runs/``, ``eval/``, ``slots/``, ``figures/``, report."""
 
     budget: ClipBudget
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--models",
+            nargs="+",
+            default=list(MODELS),
+            choices=[*MODELS, *CONTROLS],
+            metavar="MODEL",
+            help=f"models to train and compare (default: {' '.join(MODELS)}); both of these and "
+            f"any of the controls {', '.join(CONTROLS)}",
+        )
+
+    @classmethod
+    def from_args(cls, out: Path, budget: Budget, args: argparse.Namespace) -> ClipDemo:
+        missing = [m for m in MODELS if m not in args.models]
+        if missing:
+            raise ValueError(
+                f"--models lacks {missing}: the report compares every model with {BASELINE} and "
+                f"selects slots of {SPARO}; add them."
+            )
+        demo = cls(out, budget)  # type: ignore[arg-type]
+        demo.models = tuple(dict.fromkeys([*MODELS, *args.models]))  # baseline, SPARO, controls
+        return demo
 
     def train(self, model: str, seed: int) -> dict[str, Any]:
         b, manifest = self.budget, self.manifest()
@@ -128,7 +158,7 @@ class ClipDemo(Demo):
     def run(self) -> Path:
         self.generate_and_train()
         for seed in self.budget.seeds:
-            for model in MODELS:
+            for model in self.models:
                 self.step(f"eval-{model}-seed{seed}", lambda m=model, s=seed: self.evaluate(m, s))
             for dataset in self.manifest()["datasets"]:
                 name = f"select-{dataset.replace('/', '_')}-seed{seed}"
