@@ -186,3 +186,19 @@ def test_gap_vision_rejects_attentional_pool():
     vit.attn_pool = torch.nn.Identity()
     with pytest.raises(ValueError, match="attentional_pool conflicts with the gap control"):
         GapVisionTransformer.from_vit(vit)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_control_configs_keep_the_baseline_towers(size):
+    base = open_clip.get_model_config(size)
+    for kind in ("gap", "bottleneck", "codebook"):
+        cfg = open_clip.get_model_config(f"{kind}-{size}")
+        assert cfg["control_cfg"]["kind"] == kind
+        vision = dict(cfg["vision_cfg"])
+        if kind == "gap":
+            assert vision.pop("final_ln_after_pool") is True  # LayerNorm after the mean
+        assert vision == base["vision_cfg"] and cfg["text_cfg"] == base["text_cfg"]
+    assert (
+        open_clip.get_model_config(f"bottleneck-{size}")["embed_dim"]
+        == (open_clip.get_model_config(f"sparo-{size}")["embed_dim"])
+    )
