@@ -27,6 +27,12 @@ def test_ablation_reports_the_control_beside_the_pair(tmp_path):
     assert f"{BOTTLENECK} is higher than ViT-Ti-8-64" in report
     assert f"sparo-ViT-Ti-8-64 is higher than {BOTTLENECK}" in report
 
+    # the same folder for the pair only: every step reused, the report made again for the pair
+    assert sparo(["demo", "--out", str(out), "--budget", "smoke"]) == 0
+    assert (out / "report.md").read_text().startswith("# SPARO demo: a tiny CLIP against")
+    assert (out / "report.1.md").read_text().startswith("# SPARO ablation")
+    assert list(json.loads((out / "results.json").read_text())["parameters"]) == [*MODELS]
+
 
 def test_models_must_keep_the_pair(tmp_path):
     with pytest.raises(ValueError, match=r"--models lacks \['sparo-ViT-Ti-8-64'\]"):
