@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast lint demo demo-dino bench clean
+.PHONY: install test test-fast lint demo demo-ablation demo-dino bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test-fast: install
 # the README's main job: baseline against SPARO on the synthetic world (10 min on 2 cores with install)
 demo: install
 	$(BIN)/sparo demo --out runs/demo
+
+# the paper's controls beside the pair (docs/model.md, "Controls"); ABLATION_MODELS adds gap/codebook
+ABLATION_MODELS ?= ViT-Ti-8-64 sparo-ViT-Ti-8-64 bottleneck-ViT-Ti-8-64
+demo-ablation: install
+	$(BIN)/sparo demo --models $(ABLATION_MODELS) --out runs/demo-ablation
 
 # DINO with a class token against DINO with SPARO on the synthetic world, k-NN and linear probe
 demo-dino: install

@@ -18,6 +18,7 @@ from typing import Any
 import open_clip
 from open_clip import factory
 
+from .controls import build_control
 from .model import SparoCLIP
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -61,6 +62,8 @@ def _dispatch(original: type) -> Callable[..., Any]:
             if "multimodal_cfg" in kwargs:  # a CoCa config without custom_text
                 raise _route_error("CoCa")
             return SparoCLIP(*args, **kwargs)
+        if "control_cfg" in kwargs:  # the paper's controls (controls.py)
+            return build_control(*args, **kwargs)
         return original(*args, **kwargs)
 
     setattr(build, _MARK, True)
@@ -70,7 +73,7 @@ def _dispatch(original: type) -> Callable[..., Any]:
 def _reject_sparo(original: type) -> Callable[..., Any]:
     @functools.wraps(original, updated=())
     def build(*args: Any, **kwargs: Any) -> Any:
-        if "sparo_cfg" in kwargs:
+        if "sparo_cfg" in kwargs or "control_cfg" in kwargs:
             raise _route_error(original.__name__)
         return original(*args, **kwargs)
 

@@ -16,6 +16,8 @@ from open_clip import CLIP, CLIPTextCfg, CLIPVisionCfg, CoCa, factory
 from open_clip.coca_model import MultimodalCfg
 
 from open_clip_sparo import SparoCfg, SparoCLIP
+from open_clip_sparo.control_config import ControlCfg
+from open_clip_sparo.controls import CONTROL_CLASSES
 
 from .patching import patched
 
@@ -24,6 +26,7 @@ CONFIG_BLOCKS = {
     "vision_cfg": CLIPVisionCfg,
     "text_cfg": CLIPTextCfg,
     "sparo_cfg": SparoCfg,
+    "control_cfg": ControlCfg,
     "multimodal_cfg": MultimodalCfg,
 }
 
@@ -60,7 +63,9 @@ def model_config_keys(config: Mapping[str, Any]) -> list[str]:
     """Top-level keys a model config may hold: the constructor arguments of the class OpenCLIP's
     factory builds from it (``CoCa`` with ``multimodal_cfg``, else ``CLIP`` or, once
     ``open_clip_sparo`` is imported and with ``sparo_cfg``, ``SparoCLIP``), and ``custom_text``."""
-    classes = (CoCa,) if "multimodal_cfg" in config else (CLIP, SparoCLIP)
+    classes = (
+        (CoCa,) if "multimodal_cfg" in config else (CLIP, SparoCLIP, *CONTROL_CLASSES.values())
+    )
     keys = {"custom_text"}  # read by the factory itself
     for cls in classes:
         keys.update(

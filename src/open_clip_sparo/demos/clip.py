@@ -6,17 +6,24 @@ generate the data (``sparo generate``); train ``ViT-Ti-8-64`` and ``sparo-ViT-Ti
 with ``sparo eval``; choose slots for each task on the validation split with ``sparo select`` and
 evaluate them on the test split with ``sparo eval --slots``; draw slot pictures with
 ``sparo visualize``; write ``report.md`` and ``results.json``. An earlier report is kept under a
-new name, never overwritten."""
+new name, never overwritten.
+
+``--models`` adds the paper's controls (``gap-``, ``bottleneck-``, ``codebook-ViT-Ti-8-64``) to
+the two models, trained and evaluated the same way and reported side by side (the ablation)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..cli import main as sparo
 from .clip_report import TASK_METRICS, write_report
-from .runner import MODELS, SMOKE_SCALE, SPARO, Budget, Demo, run_demo
+from .runner import BASELINE, MODELS, SMOKE_SCALE, SPARO, Budget, Demo, run_demo
+
+CONTROLS = ("gap-ViT-Ti-8-64", "bottleneck-ViT-Ti-8-64", "codebook-ViT-Ti-8-64")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +50,30 @@ class ClipDemo(Demo):
     """One CLIP demo folder: ``data/``, ``runs/``, ``eval/``, ``slots/``, ``figures/``, report."""
 
     budget: ClipBudget
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--models",
+            nargs="+",
+            default=list(MODELS),
+            choices=[*MODELS, *CONTROLS],
+            metavar="MODEL",
+            help=f"models to train and compare (default: {' '.join(MODELS)}); both of these and "
+            f"any of the controls {', '.join(CONTROLS)}",
+        )
+
+    @classmethod
+    def from_args(cls, out: Path, budget: Budget, args: argparse.Namespace) -> ClipDemo:
+        missing = [m for m in MODELS if m not in args.models]
+        if missing:
+            raise ValueError(
+                f"--models lacks {missing}: the report compares every model with {BASELINE} and "
+                f"selects slots of {SPARO}; add them."
+            )
+        demo = cls(out, budget)  # type: ignore[arg-type]
+        demo.models = tuple(dict.fromkeys([*MODELS, *args.models]))  # baseline, SPARO, controls
+        return demo
 
     def train(self, model: str, seed: int) -> dict[str, Any]:
         b, manifest = self.budget, self.manifest()
@@ -128,13 +159,17 @@ class ClipDemo(Demo):
     def run(self) -> Path:
         self.generate_and_train()
         for seed in self.budget.seeds:
-            for model in MODELS:
+            for model in self.models:
                 self.step(f"eval-{model}-seed{seed}", lambda m=model, s=seed: self.evaluate(m, s))
             for dataset in self.manifest()["datasets"]:
                 name = f"select-{dataset.replace('/', '_')}-seed{seed}"
                 self.step(name, lambda d=dataset, s=seed: {"slots": str(self.select(d, s))})
             self.step(f"eval-selection-seed{seed}", lambda s=seed: self.evaluate_selection(s))
         self.step("visualize", self.visualize)
+        marker = self.steps_dir / "report.json"
+        reported = json.loads(marker.read_text()) if marker.exists() else None
+        if reported is not None and reported.get("models", list(MODELS)) != list(self.models):
+            marker.unlink()  # reported for other models: report again (the earlier one is kept)
         return self.step("report", self.write_report)["report"]
 
     def visualize(self) -> dict[str, Any]:
@@ -154,7 +189,8 @@ class ClipDemo(Demo):
 
     def write_report(self) -> dict[str, Any]:
         report, results = write_report(self)
-        return {"report": str(report), "results": str(results)}
+        record = {"report": str(report), "results": str(results)}
+        return record if self.models == MODELS else {**record, "models": [*self.models]}
 
 
 def main(argv: list[str] | None = None) -> int:

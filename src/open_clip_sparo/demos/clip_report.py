@@ -37,7 +37,7 @@ TASK_METRICS = {
 def collect(demo: Demo) -> dict[str, Any]:
     """Per model and data set: the task metric on every seed, its mean and spread."""
     manifest = demo.manifest()
-    labels = {model: model for model in MODELS} | {SELECTED: f"{SPARO}-selection"}
+    labels = {model: model for model in demo.models} | {SELECTED: f"{SPARO}-selection"}
     results: dict[str, Any] = {}
     for name, label in labels.items():
         results[name] = {}
@@ -54,7 +54,7 @@ def collect(demo: Demo) -> dict[str, Any]:
 def plot_losses(demo: Demo, path: Path) -> None:
     fig = Figure(figsize=(7, 4), layout="tight")
     ax = fig.subplots()
-    for index, model in enumerate(MODELS):
+    for index, model in enumerate(demo.models):
         for seed in demo.budget.seeds:
             points = parse_losses(demo.run_dir(model, seed) / "out.log")
             if points:
@@ -117,21 +117,29 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
     plot_losses(demo, figures / "losses.png")
     plot_tasks(results, figures / "tasks.png")
     training = training_seconds(demo)
-    parameters = {model: parameter_count(model) for model in MODELS}
+    parameters = {model: parameter_count(model) for model in demo.models}
     num_slots = open_clip.get_model_config(SPARO)["sparo_cfg"]["num_slots"]
     manifest = demo.manifest()
     budget = demo.budget
 
+    controls = [m for m in demo.models if m not in MODELS]
+    comparisons = [outcome(results, m, BASELINE) for m in demo.models if m != BASELINE]
+    comparisons += [outcome(results, SPARO, control) for control in controls]
+    columns = [*demo.models, SELECTED]
+    trained = "Both" if len(demo.models) == 2 else f"All {len(demo.models)}"
     lines = [
-        "# SPARO demo: a tiny CLIP against its SPARO twin on a synthetic compositional world",
+        "# SPARO demo: a tiny CLIP against its SPARO twin on a synthetic compositional world"
+        if not controls
+        else "# SPARO ablation: a tiny CLIP, its SPARO twin and the paper's controls on a "
+        "synthetic compositional world",
         "",
-        f"Both models trained on the same {budget.train_samples} synthetic image-caption pairs "
-        f"for {budget.epochs} epochs ({budget.processes} processes x batch {budget.batch_size}, "
-        f"lr {budget.lr}, seeds {list(budget.seeds)}), then evaluated with `sparo eval` "
-        f"(CLIP_benchmark) on unseen test images ({budget.eval_samples} per set). "
+        f"{trained} models trained on the same {budget.train_samples} synthetic image-caption "
+        f"pairs for {budget.epochs} epochs ({budget.processes} processes x batch "
+        f"{budget.batch_size}, lr {budget.lr}, seeds {list(budget.seeds)}), then evaluated with "
+        f"`sparo eval` (CLIP_benchmark) on unseen test images ({budget.eval_samples} per set). "
         f"Colour-shape pairs held out of training: {', '.join(manifest['held_out_pairs'])}.",
         "",
-        f"**Outcome** (means over seeds, table below): {outcome(results, SPARO, BASELINE)}; "
+        f"**Outcome** (means over seeds, table below): {'; '.join(comparisons)}; "
         f"with selected slots against all slots, {outcome(results, SELECTED, SPARO)}. "
         + (
             "With a single seed there is no spread: differences of a few points may be noise."
@@ -140,17 +148,15 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
             "spread when it exceeds the two standard deviations added."
         ),
         "",
-        f"| data set | task (metric) | {BASELINE} | {SPARO} | {SELECTED} | slots chosen |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| data set | task (metric) | {' | '.join(columns)} | slots chosen |",
+        "| --- | --- |" + " --- |" * len(columns) + " --- |",
     ]
     for dataset, entry in results[BASELINE].items():
         chosen = [
             len(json.loads(demo.slots_file(dataset, seed).read_text())["slots"])
             for seed in demo.budget.seeds
         ]
-        cells = " | ".join(
-            format_cell(results[model][dataset], 100) for model in (BASELINE, SPARO, SELECTED)
-        )
+        cells = " | ".join(format_cell(results[model][dataset], 100) for model in columns)
         lines.append(
             f"| {dataset} | {entry['task']} ({entry['metric']}) | {cells} | "
             f"{', '.join(map(str, chosen))} of {num_slots} |"
@@ -167,7 +173,7 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         "| --- | --- | --- |",
         *(
             f"| {m} | {parameters[m]:,} | {', '.join(f'{t:.0f}' for t in training[m])} |"
-            for m in MODELS
+            for m in demo.models
         ),
         "",
         "![training loss](figures/losses.png)",

@@ -14,7 +14,7 @@ import open_clip
 import torch
 
 from ..files import write_json, write_text
-from .runner import MODELS, Demo
+from .runner import Demo
 
 
 def over_seeds(values: list[float]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def training_seconds(demo: Demo) -> dict[str, list[float]]:
             json.loads((demo.steps_dir / f"train-{model}-seed{s}.json").read_text())["seconds"]
             for s in demo.budget.seeds
         ]
-        for model in MODELS
+        for model in demo.models
     }
 
 

@@ -50,6 +50,16 @@ class Demo(ABC):
     progress lines, steps recorded once and reused, torchrun, and the synthetic data."""
 
     budget: Budget
+    models: tuple[str, ...] = MODELS  # what the demo trains, in its report's order
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The demo's own command-line options (none by default)."""
+        return None
+
+    @classmethod
+    def from_args(cls, out: Path, budget: Budget, args: argparse.Namespace) -> Demo:
+        return cls(out, budget)
 
     def __init__(self, out: Path, budget: Budget) -> None:
         self.out = out
@@ -109,7 +119,7 @@ class Demo(ABC):
         """The steps both demos begin with: the data, then every model on every seed."""
         self.step("generate", self.generate)
         for seed in self.budget.seeds:
-            for model in MODELS:
+            for model in self.models:
                 self.step(f"train-{model}-seed{seed}", lambda m=model, s=seed: self.train(m, s))
 
     @abstractmethod
@@ -147,6 +157,7 @@ def run_demo(
     )
     parser.add_argument("--out", default=default_out, help="demo folder (reused if it exists)")
     parser.add_argument("--budget", default="full", choices=sorted(budgets))
+    demo_class.add_arguments(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
     budget = budgets[args.budget]
@@ -163,6 +174,6 @@ def run_demo(
         )
     out.mkdir(parents=True, exist_ok=True)
     write_json(settings, recorded)
-    report = demo_class(out, budget).run()
+    report = demo_class.from_args(out, budget, args).run()
     print(f"report: {report}")
     return 0
