@@ -8,7 +8,7 @@ upstream behaviour it works around.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -20,7 +20,6 @@ import open_clip_train.zero_shot
 import torch
 from open_clip_train.data import DataInfo, get_wds_dataset
 from torch.nn.parallel import DistributedDataParallel
-from webdataset.tariterators import tar_file_expander
 
 from open_clip_sparo.files import atomic_save
 
@@ -73,20 +72,6 @@ def setup_logging(log_file: str | None, level: int, include_host: bool = False) 
         for name in list(logging.root.manager.loggerDict):
             if name.split(".", 1)[0] == "torch":
                 logging.getLogger(name).setLevel(max(level, logging.WARNING))
-
-
-def tar_file_expander_without_markers(
-    data: Iterable[dict[str, Any]], *args: Any, **kwargs: Any
-) -> Iterator[dict[str, Any]]:
-    """webdataset's ``tar_file_expander`` without its end-of-shard markers.
-
-    webdataset 1.x ends each shard's files with an empty dict, for its own ``group_by_keys``
-    (which closes a sample there). open_clip_train's ``group_by_keys_nothrow``, written for 0.2.x,
-    reads every item as a file and raises ``KeyError: 'fname'`` on the first marker, ending the
-    training data after one shard. It closes a sample when the key changes, so without markers
-    it groups files as webdataset 0.2.x delivered them; 0.2.x yields no markers.
-    """
-    return (item for item in tar_file_expander(data, *args, **kwargs) if item)
 
 
 class WebDatasetTraining:
@@ -152,10 +137,6 @@ def pinned_stack_fixes() -> Iterator[None]:
         stack.enter_context(patched(torch, "save", atomic_save))
         stack.enter_context(
             patched(open_clip_train.main, "get_latest_checkpoint", latest_checkpoint)
-        )
-        # open_clip_train.data.tarfile_to_samples_nothrow calls tar_file_expander by this name
-        stack.enter_context(
-            patched(open_clip_train.data, "tar_file_expander", tar_file_expander_without_markers)
         )
         # open_clip_train.data.get_data finds the WebDataset builder by this name
         stack.enter_context(

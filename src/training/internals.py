@@ -1,10 +1,10 @@
 """open_clip_train's (and OpenCLIP's factory's) names this package replaces or calls, checked once.
 
-open_clip_train has no extension points: ``hooks``, ``compat``, ``data_faults`` and
-``checkpoints`` replace module globals that its code looks up when it runs, and call the
-originals. Every such name is listed here; ``training/__init__.py`` imports this module first, so
-a release that lacks one fails with one ``ImportError`` naming the supported ``open_clip_torch``
-range instead of an ``AttributeError`` deep inside a run.
+open_clip_train has no extension points: ``hooks``, ``compat``, ``data_faults``, ``checkpoints``
+and ``shards`` replace module globals that its code looks up when it runs, and call the
+originals. Every such name is listed here; ``training/__init__.py`` imports this module first,
+so a release that lacks one fails with one ``ImportError`` naming the supported
+``open_clip_torch`` range instead of an ``AttributeError`` deep inside a run.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "open_clip_train.logger": ("setup_logging",),  # c: compat
     "open_clip_train.data": (
         "get_wds_dataset",  # r, c: compat
-        "tarfile_to_samples_nothrow",  # r, c: data_faults
-        "tar_file_expander",  # r: compat (webdataset 1.x end-of-shard markers)
+        "tarfile_to_samples_nothrow",  # r: data_faults
+        "url_opener",  # c: shards
+        "group_by_keys_nothrow",  # c: shards
         "filter_no_caption_or_no_image",  # r, c: data_faults
         "log_and_continue",  # r: data_faults
         "DataInfo",
