@@ -1,4 +1,5 @@
-# open_clip_sparo: `make test`, `make test-fast`, `make demo`, `make lint`, `make bench`
+# open_clip_sparo: `make test`, `make test-fast`, `make test-compat`, `make demo`, `make lint`,
+# `make bench`
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast lint demo demo-ablation demo-dino bench clean
+.PHONY: install test test-fast test-compat lint demo demo-ablation demo-dino bench clean
 
 install: $(STAMP)
 
@@ -29,6 +30,44 @@ test: install
 # without the end-to-end runs (demos, multi-process training, benchmark runs): under 2 minutes
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+
+# the version ranges in pyproject.toml, tested at both ends (docs/compatibility.md): one venv per
+# compat/<end>.txt, holding the lock (requirements.txt) with the packages that file pins at that
+# end; torch and torchvision (gigabytes) are installed once, from the lock, in a venv the others
+# see through a .pth file. Each venv is re-made only when its pins change.
+COMPAT_ENDS := oldest newest
+COMPAT_TORCH := .venv-compat-torch
+# models, registry, checkpoints, loading, training (one process; the two-process, crash-resume
+# and 20-step determinism runs stay in `make test`), CLIP_benchmark, shards, golden outputs
+COMPAT_TESTS := tests/test_model.py tests/test_registry.py tests/test_openclip_internals.py \
+	tests/test_checkpoint.py tests/test_conversion.py tests/test_loading.py \
+	tests/training tests/evaluation/test_benchmark.py tests/dino/test_data.py \
+	tests/dino/test_backbone.py tests/synthetic/test_datasets.py $(wildcard tests/test_golden.py)
+COMPAT_SKIPPED := test_torch_compile_matches_eager or test_kill_while_saving_then_resume_latest \
+	or test_two_processes_train_then_resume_latest or test_same_seed_gives_the_same_losses
+SITE_PACKAGES := -c 'import sysconfig; print(sysconfig.get_path("purelib"))'
+
+test-compat: $(COMPAT_ENDS:%=.venv-compat-%/.installed)
+	for end in $(COMPAT_ENDS); do \
+		echo "== make test-compat, $$end end: $$(grep -v '^#' compat/$$end.txt | tr '\n' ' ')"; \
+		.venv-compat-$$end/bin/python -m pytest -n 2 -k "not ($(COMPAT_SKIPPED))" $(COMPAT_TESTS) \
+			|| exit 1; \
+	done
+
+$(COMPAT_TORCH)/.installed: requirements.txt
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	grep -E '^torch(vision)?==' requirements.txt > $(@D)/torch.txt
+	$(@D)/bin/python -m pip install --quiet -r $(@D)/torch.txt
+	touch $@
+
+.venv-compat-%/.installed: compat/%.txt requirements.txt pyproject.toml $(COMPAT_TORCH)/.installed
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(COMPAT_TORCH)/bin/python $(SITE_PACKAGES) > "$$($(@D)/bin/python $(SITE_PACKAGES))/torch.pth"
+	$(@D)/bin/python -m pip install --quiet --upgrade pip
+	awk -F== 'NR == FNR { end[$$1] = 1; next } !($$1 in end)' compat/$*.txt requirements.txt \
+		| cat - compat/$*.txt > $(@D)/constraints.txt
+	$(@D)/bin/python -m pip install --quiet -c $(@D)/constraints.txt -e ".[test]"
+	touch $@
 
 # the README's main job: baseline against SPARO on the synthetic world (10 min on 2 cores with install)
 demo: install
@@ -54,4 +93,4 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) .venv-compat-* build dist src/*.egg-info

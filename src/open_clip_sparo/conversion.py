@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from open_clip.factory import load_state_dict
 
 from .model import SparoCLIP
+from .openclip_internals import load_state_dict
 from .state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 
 # block key prefix of each tower, as in the model config's "<tower>_cfg"

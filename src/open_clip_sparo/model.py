@@ -9,11 +9,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-from open_clip.transformer import lock_text_tower
 
 from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
 from .fork_state_dict import from_fork_layout, is_fork_layout
+from .openclip_internals import lock_text_tower
 from .output import SparoOutput
 from .readout import Sparo
 from .state_dict import check_state_dict

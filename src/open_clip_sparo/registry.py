@@ -16,41 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-from open_clip import factory
 
 from .controls import build_control
 from .model import SparoCLIP
+from .openclip_internals import (
+    FACTORY_MODEL_CLASSES,
+    factory,  # its model classes are replaced by the hook
+    model_config_paths,
+)
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
-_HOOKED_NAMES = ("CLIP", "CustomTextCLIP", "CoCa")
 _MARK = "__sparo_dispatch__"
 
 
 def register() -> None:
-    """Register the configs and install the factory hook; safe to call any number of times."""
-    _check_factory_shape()
+    """Register the configs and install the factory hook; safe to call any number of times.
+
+    ``openclip_internals`` has checked, on import, that the factory looks the hooked classes up
+    by name."""
     _install_hooks()
     _register_configs()
-
-
-def _check_factory_shape() -> None:
-    missing = [
-        name
-        for name in _HOOKED_NAMES
-        if name not in factory.create_model.__code__.co_names or not hasattr(factory, name)
-    ]
-    if missing:
-        raise RuntimeError(
-            f"open_clip {open_clip.__version__} no longer builds models through "
-            f"open_clip.factory.{'/'.join(missing)}, so open_clip_sparo cannot hook into its "
-            "factory; install the open_clip_torch version pinned in requirements.txt (3.3.0)."
-        )
 
 
 def _install_hooks() -> None:
     if not getattr(factory.CLIP, _MARK, False):
         factory.CLIP = _dispatch(factory.CLIP)
-    for name in ("CustomTextCLIP", "CoCa"):
+    for name in FACTORY_MODEL_CLASSES[1:]:
         if not getattr(getattr(factory, name), _MARK, False):
             setattr(factory, name, _reject_sparo(getattr(factory, name)))
 
@@ -90,7 +81,7 @@ def _route_error(route: str) -> ValueError:
 
 
 def _register_configs() -> None:
-    if CONFIG_DIR in factory._MODEL_CONFIG_PATHS:
+    if CONFIG_DIR in model_config_paths():
         return
     ours = {p.stem for p in CONFIG_DIR.glob("*.json")}
     clashes = sorted(ours & set(open_clip.list_models()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from open_clip.model import CLIPVisionCfg
 from open_clip.transformer import VisionTransformer
@@ -9,6 +11,7 @@ from torch import nn
 
 from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
+from .openclip_internals import VIT_HAS_LAYER_GROUPS
 from .output import SparoOutput
 from .readout import Sparo
 
@@ -64,11 +67,19 @@ class SparoVisionTransformer(VisionTransformer):
         x = self.ln_post(x)  # (B, 1 + HW, width)
         return self.read_out(x).slots.flatten(1), x[:, 1:]  # (B, L * V), patch tokens
 
+    def layer_groups(self, *args: Any, **kwargs: Any) -> list[tuple[str, list[Any]]]:
+        """OpenCLIP's lock groups (where it has ``layer_groups``), the read-out as the last one
+        in place of ``proj``."""
+        return [*super().layer_groups(*args, **kwargs), ("sparo", [self.sparo])]
+
     def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         """Freeze the tower, read-out included; ``unlocked_groups`` counts the read-out as the
         last group (where OpenCLIP counts ``proj``)."""
         if unlocked_groups == 0:
             self.requires_grad_(False)
+            return
+        if VIT_HAS_LAYER_GROUPS:  # OpenCLIP's lock() freezes by self.layer_groups()
+            super().lock(unlocked_groups, freeze_bn_stats)
             return
         # OpenCLIP's lock() unlocks its final group, `proj`, which this tower does not have;
         # let it handle the backbone with one group fewer, then unlock the read-out

@@ -1,4 +1,5 @@
-"""Fixes for the pinned stack (open_clip_train 3.3.0, PyTorch 2.x, NumPy 2), active during a run.
+"""Fixes for the supported stack (open_clip_train 3.x, webdataset 0.2 and 1.x, PyTorch 2.x,
+NumPy 2), active during a run (docs/compatibility.md).
 
 Each fix replaces one or two names for the duration of :func:`pinned_stack_fixes` and says which
 upstream behaviour it works around.

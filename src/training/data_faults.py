@@ -17,11 +17,12 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import open_clip_train.data
-from open_clip_train.data import filter_no_caption_or_no_image, tarfile_to_samples_nothrow
+from open_clip_train.data import filter_no_caption_or_no_image
 from open_clip_train.distributed import all_gather_object, is_master
 from torch.utils.data import get_worker_info
 
 from .patching import patched
+from .shards import tarfile_to_samples_nothrow
 
 REASONS = ("no caption", "no image", "does not decode", "unreadable shard")
 
@@ -65,8 +66,8 @@ class SkippedSamples:
             yield
 
     def read_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """open_clip_train's ``tarfile_to_samples_nothrow``, counting each shard it cannot read
-        to the end once.
+        """open_clip_train's ``tarfile_to_samples_nothrow`` (as ``shards`` reads webdataset 1.x
+        shards), counting each shard it cannot read to the end once.
 
         The pipeline calls this at the start of each pass over the data. open_clip_train splits
         the shards between ranks and loader workers and repeats passes until the epoch has its

@@ -6,15 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .internals import unsupported_message
+
 
 @contextmanager
 def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
     """Set ``owner.name`` to ``value`` inside the block and restore the original on exit."""
     if not hasattr(owner, name):
-        raise RuntimeError(
-            f"{getattr(owner, '__name__', owner)!r} has no attribute {name!r} to hook; install "
-            "the open_clip_torch / open_clip_train versions pinned in requirements.txt (3.3.0)."
-        )
+        where = getattr(owner, "__name__", owner)
+        raise RuntimeError(unsupported_message(f"{where!r} has no attribute {name!r} to hook"))
     original = getattr(owner, name)
     setattr(owner, name, value)
     try:

@@ -18,6 +18,8 @@ from open_clip_train.data import DataInfo, SharedEpoch
 from torch.utils.data import get_worker_info
 from webdataset.filters import FilterFunction
 
+from .internals import unsupported_message
+
 
 class SeededShuffle(wds.PipelineStage):
     """``wds.shuffle(bufsize, initial)`` with a generator seeded per (seed, rank, loader worker,
@@ -51,9 +53,10 @@ def seed_sample_shuffle(data: DataInfo, seed: int, rank: int) -> None:
     ]
     if len(unseeded) != 1:
         raise RuntimeError(
-            f"expected one unseeded sample shuffle in open_clip_train's WebDataset pipeline, "
-            f"found {len(unseeded)}; install the open_clip_train version pinned in "
-            "requirements.txt (3.3.0)."
+            unsupported_message(
+                "expected one unseeded sample shuffle in open_clip_train's WebDataset pipeline, "
+                f"found {len(unseeded)}"
+            )
         )
     shuffle = pipeline[unseeded[0]]
     pipeline[unseeded[0]] = SeededShuffle(

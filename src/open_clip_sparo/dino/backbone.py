@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from open_clip.model import CLIPVisionCfg, _build_vision_tower
-from open_clip.transformer import VisionTransformer, _expand_token
+from open_clip.model import CLIPVisionCfg
+from open_clip.transformer import VisionTransformer
 from timm.layers import resample_abs_pos_embed
 
 from ..config import SparoCfg
+from ..openclip_internals import build_vision_tower, expand_token
 from ..vision import SparoVisionTransformer, check_vision_cfg, vision_tower_sizes
 from .configs import BackboneCfg
 
@@ -27,7 +28,7 @@ class AnyGridEmbeds:
         x = self.conv1(image)  # (B, width, gh, gw)
         grid = list(x.shape[-2:])
         x = x.flatten(2).transpose(1, 2)  # (B, gh * gw, width)
-        x = torch.cat([_expand_token(self.class_embedding, x.shape[0]).to(x.dtype), x], dim=1)
+        x = torch.cat([expand_token(self.class_embedding, x.shape[0]).to(x.dtype), x], dim=1)
         positions = resample_abs_pos_embed(
             self.positional_embedding[None], new_size=grid, old_size=list(self.grid_size)
         )[0]  # (1 + gh * gw, width)
@@ -66,8 +67,8 @@ def build_backbone(cfg: BackboneCfg) -> ClassTokenViT | SparoViT:
     vision = CLIPVisionCfg(**cfg.vision_cfg)
     if cfg.sparo_cfg is None:
         check_vision_cfg(vision)
-        return ClassTokenViT.from_vit(_build_vision_tower(vision.width, vision))
+        return ClassTokenViT.from_vit(build_vision_tower(vision.width, vision))
     sparo = SparoCfg.from_dict(cfg.sparo_cfg)
     sizes = vision_tower_sizes(vision, sparo)
-    vit = _build_vision_tower(sparo.embed_dim, replace(vision, layers=sizes.layers))
+    vit = build_vision_tower(sparo.embed_dim, replace(vision, layers=sizes.layers))
     return SparoViT.from_vit(vit, sparo, sizes)

@@ -1,0 +1,105 @@
+"""OpenCLIP's private surface: every name open_clip_sparo uses that OpenCLIP does not promise.
+
+OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
+globals (the model classes ``create_model`` looks up when it runs, the config search path, the
+checkpoint reader, the model-name prefixes), the vision tower builder, the class-token helper,
+the text-tower lock, and the ``VisionTransformer`` methods SPARO overrides or calls (``_embeds``,
+``_pool``, ``lock``; the GAP control overrides ``_global_pool``). The rest of the library reaches
+them only through this module, which checks them all when it is imported and raises one ``ImportError`` naming the supported
+``open_clip_torch`` range when a release lacks any of them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from pathlib import Path
+from typing import Any
+
+import open_clip
+from open_clip import factory
+from open_clip import model as _model
+from open_clip import transformer as _transformer
+from open_clip.transformer import VisionTransformer
+
+# the model classes open_clip.factory.create_model looks up by name in its module when it runs
+FACTORY_MODEL_CLASSES = ("CLIP", "CustomTextCLIP", "CoCa")
+
+_REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "open_clip.factory": (
+        factory,
+        (
+            *FACTORY_MODEL_CLASSES,
+            "_MODEL_CONFIG_PATHS",
+            "HF_HUB_PREFIX",
+            "LOCAL_DIR_PREFIX",
+            "load_state_dict",
+        ),
+    ),
+    "open_clip.model": (_model, ("_build_vision_tower",)),
+    "open_clip.transformer": (_transformer, ("_expand_token", "lock_text_tower")),
+    "open_clip.transformer.VisionTransformer": (
+        VisionTransformer,
+        ("_embeds", "_pool", "_global_pool", "lock"),
+    ),
+}
+
+
+def supported_range() -> str:
+    """The ``open_clip_torch`` requirement this installation declares (pyproject.toml)."""
+    try:
+        requirements = importlib.metadata.requires("open_clip_sparo") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+    for requirement in requirements:
+        match = re.match(r"open[-_.]clip[-_.]torch\s*(\[[^\]]*\])?\s*([^;]*)", requirement, re.I)
+        if match:
+            return f"open_clip_torch{match.group(2).strip()}"
+    return "the open_clip_torch range in pyproject.toml"
+
+
+def missing_names() -> list[str]:
+    """The private OpenCLIP names open_clip_sparo needs that the installed release lacks."""
+    missing = [
+        f"{where}.{name}"
+        for where, (owner, names) in _REQUIRED.items()
+        for name in names
+        if not hasattr(owner, name)
+    ]
+    looked_up = factory.create_model.__code__.co_names
+    missing += [
+        f"open_clip.factory.create_model's lookup of {name}"
+        for name in FACTORY_MODEL_CLASSES
+        if name not in looked_up
+    ]
+    return missing
+
+
+def check() -> None:
+    """Raise ``ImportError`` naming the supported range when a needed name is missing."""
+    missing = missing_names()
+    if missing:
+        raise ImportError(
+            f"open_clip_sparo does not support the installed open_clip_torch "
+            f"{open_clip.__version__}: it lacks {', '.join(missing)}. Install "
+            f"{supported_range()} (docs/compatibility.md)."
+        )
+
+
+check()
+
+
+HF_HUB_PREFIX: str = factory.HF_HUB_PREFIX
+LOCAL_DIR_PREFIX: str = factory.LOCAL_DIR_PREFIX
+load_state_dict = factory.load_state_dict
+build_vision_tower = _model._build_vision_tower
+expand_token = _transformer._expand_token
+lock_text_tower = _transformer.lock_text_tower
+# newer OpenCLIP (its main branch) enumerates a ViT's lock groups in a public layer_groups();
+# where it does, SparoVisionTransformer.lock adds the read-out as a group instead of faking `proj`
+VIT_HAS_LAYER_GROUPS: bool = hasattr(VisionTransformer, "layer_groups")
+
+
+def model_config_paths() -> list[Path]:
+    """The folders OpenCLIP's factory reads model configs from (``add_model_config`` appends)."""
+    return factory._MODEL_CONFIG_PATHS

@@ -1,0 +1,76 @@
+"""open_clip_train's (and OpenCLIP's factory's) names this package replaces or calls, checked once.
+
+open_clip_train has no extension points: ``hooks``, ``compat``, ``data_faults``, ``checkpoints``
+and ``shards`` replace module globals that its code looks up when it runs, and call the
+originals. Every such name is listed here; ``training/__init__.py`` imports this module first,
+so a release that lacks one fails with one ``ImportError`` naming the supported
+``open_clip_torch`` range instead of an ``AttributeError`` deep inside a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import open_clip
+
+from open_clip_sparo.openclip_internals import supported_range
+
+# module -> the names this package replaces (r) or calls (c) there
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "open_clip_train.main": (
+        "main",  # c: training.main
+        "parse_args",  # r: hooks
+        "create_model_and_transforms",  # r: hooks
+        "train_one_epoch",  # r: hooks, compat
+        "setup_logging",  # r: compat
+        "get_latest_checkpoint",  # r: compat; c: checkpoints
+        "natural_key",  # c: checkpoints
+    ),
+    "open_clip_train.params": ("parse_args",),  # c: hooks
+    "open_clip_train.train": ("train_one_epoch",),  # c: compat
+    "open_clip_train.zero_shot": ("accuracy",),  # r: compat
+    "open_clip_train.logger": ("setup_logging",),  # c: compat
+    "open_clip_train.data": (
+        "get_wds_dataset",  # r, c: compat
+        "tarfile_to_samples_nothrow",  # r: data_faults
+        "url_opener",  # c: shards
+        "group_by_keys_nothrow",  # c: shards
+        "filter_no_caption_or_no_image",  # r, c: data_faults
+        "log_and_continue",  # r: data_faults
+        "DataInfo",
+        "SharedEpoch",
+    ),
+    "open_clip_train.distributed": ("all_gather_object", "broadcast_object", "is_master"),
+    "open_clip.factory": ("get_model_config", "parse_model_name"),  # r, c: model_config, hooks
+}
+
+
+def missing_names() -> list[str]:
+    """The names in :data:`REQUIRED` the installed open_clip_torch lacks."""
+    missing = []
+    for module_name, names in REQUIRED.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(module_name)
+            continue
+        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
+    return missing
+
+
+def unsupported_message(what: str) -> str:
+    """``what`` went wrong because the installed release differs; the message says what to do."""
+    return (
+        f"{what}: the installed open_clip_torch {open_clip.__version__} (open_clip_train) is "
+        f"not one this package supports; install {supported_range()} (docs/compatibility.md)."
+    )
+
+
+def check() -> None:
+    """Raise ``ImportError`` naming the supported range when a name is missing."""
+    missing = missing_names()
+    if missing:
+        raise ImportError(unsupported_message(f"missing {', '.join(missing)}"))
+
+
+check()
