@@ -10,6 +10,12 @@ import open_clip_sparo
 from open_clip_sparo import SparoCLIP, registry
 
 SHIPPED = ["sparo-ViT-B-32", "sparo-ViT-B-16", "sparo-ViT-L-14", "sparo-ViT-Ti-8-64", "ViT-Ti-8-64"]
+# the paper's controls (docs/model.md), for each size they are trained at
+SHIPPED += [
+    f"{control}-{size}"
+    for control in ("gap", "bottleneck", "codebook")
+    for size in ("ViT-B-32", "ViT-B-16", "ViT-Ti-8-64")
+]
 
 
 def test_configs_are_listed_and_well_formed():

@@ -5,8 +5,8 @@ globals (the model classes ``create_model`` looks up when it runs, the config se
 checkpoint reader, the model-name prefixes), the vision tower builder, the class-token helper,
 the text-tower lock, and the ``VisionTransformer`` methods SPARO overrides or calls (``_embeds``,
 ``_pool``, ``lock``; the GAP control overrides ``_global_pool``). The rest of the library reaches
-them only through this module, which checks them all when it is imported and raises one ``ImportError`` naming the supported
-``open_clip_torch`` range when a release lacks any of them.
+them only through this module, which checks them all when it is imported and raises one
+``ImportError`` naming the supported ``open_clip_torch`` range when a release lacks any of them.
 """
 
 from __future__ import annotations
