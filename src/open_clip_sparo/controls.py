@@ -21,8 +21,7 @@ from torch import nn
 
 from .codebook import CodebookQuery
 from .control_config import ControlCfg
-
-_EOS_POOL_TYPES = ("argmax", "eos", "last")
+from .eos import after_eos, check_eos_pool_type
 
 
 class GapVisionTransformer(VisionTransformer):
@@ -159,11 +158,7 @@ class CodebookCLIP(_FeaturesFromEncoders, CLIP):
         cfg = ControlCfg.from_dict(control_cfg, "codebook")
         super().__init__(embed_dim, vision_cfg, text_cfg, **kwargs)
         _check_vit(self.visual, "codebook")
-        if self.text_pool_type not in _EOS_POOL_TYPES:
-            raise ValueError(
-                f"text_cfg.pool_type={self.text_pool_type!r} does not locate an end-of-text "
-                f"token; use one of {list(_EOS_POOL_TYPES)}."
-            )
+        check_eos_pool_type(self.text_pool_type)
         self.control_cfg = cfg
         self.visual.proj = None
         self.visual.ln_post = nn.Identity()
@@ -184,18 +179,9 @@ class CodebookCLIP(_FeaturesFromEncoders, CLIP):
         cast_dtype = self.transformer.get_cast_dtype()
         x = self.token_embedding(text).to(cast_dtype) + self.positional_embedding.to(cast_dtype)
         x = self.transformer(x, attn_mask=self.attn_mask)  # (B, N, width)
-        positions = torch.arange(text.shape[1], device=text.device)
-        padding = positions[None, :] > self.eos_positions(text)[:, None]  # (B, N)
+        padding = after_eos(text, self.text_pool_type, self.text_eos_id)  # (B, N)
         features = self.txt_query_model(x, self.space_dict, padding)  # (B, embed_dim)
         return F.normalize(features, dim=-1) if normalize else features
-
-    def eos_positions(self, text: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` position of the end-of-text token, found as OpenCLIP's text pooling finds it."""
-        if self.text_pool_type == "argmax":
-            return text.argmax(dim=-1)
-        if self.text_pool_type == "eos":
-            return (text == self.text_eos_id).int().argmax(dim=-1)
-        return torch.full_like(text[:, 0], text.shape[1] - 1)
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         raise ValueError(

@@ -12,6 +12,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
+from .eos import after_eos, check_eos_pool_type, eos_positions
 from .fork_state_dict import from_fork_layout, is_fork_layout
 from .openclip_internals import lock_text_tower
 from .output import SparoOutput
@@ -20,7 +21,6 @@ from .state_dict import check_state_dict
 from .vision import SparoVisionTransformer, vision_tower_sizes
 
 # how OpenCLIP's text pool types find the end-of-text position the read-out stops at
-_EOS_POOL_TYPES = ("argmax", "eos", "last")
 
 
 class SparoCLIP(CLIP):
@@ -81,18 +81,13 @@ class SparoCLIP(CLIP):
     def text_read_out(self, tokens: torch.Tensor, text: torch.Tensor) -> SparoOutput:
         """Text tokens after ``ln_final`` ``(B, N, width)`` -> :class:`SparoOutput`; the
         read-out sees positions 0..EOS."""
-        positions = torch.arange(text.shape[1], device=text.device)
-        padding = positions[None, :] > self.eos_positions(text)[:, None]  # (B, N)
+        padding = after_eos(text, self.text_pool_type, self.text_eos_id)  # (B, N)
         slots, attn = self.text_sparo(tokens, padding, queries=self._text_queries())
         return SparoOutput(self.text_slot_embedding(slots), attn)
 
     def eos_positions(self, text: torch.Tensor) -> torch.Tensor:
         """``(B,)`` position of the end-of-text token, found as OpenCLIP's text pooling finds it."""
-        if self.text_pool_type == "argmax":
-            return text.argmax(dim=-1)
-        if self.text_pool_type == "eos":
-            return (text == self.text_eos_id).int().argmax(dim=-1)
-        return torch.full_like(text[:, 0], text.shape[1] - 1)
+        return eos_positions(text, self.text_pool_type, self.text_eos_id)
 
     def _text_tokens(self, text: torch.Tensor) -> torch.Tensor:
         cast_dtype = self.transformer.get_cast_dtype()
@@ -243,11 +238,7 @@ def _tower_sizes(
             "SPARO needs the causal text transformer without a class token; remove "
             "text_cfg.no_causal_mask and text_cfg.embed_cls."
         )
-    if text.pool_type not in _EOS_POOL_TYPES:
-        raise ValueError(
-            f"text_cfg.pool_type={text.pool_type!r} does not locate an end-of-text token; "
-            f"use one of {list(_EOS_POOL_TYPES)}."
-        )
+    check_eos_pool_type(text.pool_type)
     text_sizes = sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
     if sparo.share_queries and vision_sizes.attn_dim != text_sizes.attn_dim:
         raise ValueError(
