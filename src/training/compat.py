@@ -28,6 +28,7 @@ from .checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpo
 from .data_faults import SkippedSamples
 from .patching import patched
 from .sample_order import seed_sample_shuffle
+from .shards import repeat_every_pass
 
 
 class CpuDistributedDataParallel(DistributedDataParallel):
@@ -102,6 +103,7 @@ class WebDatasetTraining:
         with self.skipped.counting(args.rank, all_shards):
             data = get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
         seed_sample_shuffle(data, args.seed, args.rank)
+        repeat_every_pass(data)
         return data
 
     def train_one_epoch(

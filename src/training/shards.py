@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from open_clip_train.data import group_by_keys_nothrow, log_and_continue, url_opener
+import webdataset as wds
+from open_clip_train.data import DataInfo, group_by_keys_nothrow, log_and_continue, url_opener
 from webdataset.tariterators import tar_file_expander
 
 
@@ -29,3 +30,33 @@ def tarfile_to_samples_nothrow(
     streams = url_opener(src, handler=handler)
     files = without_markers(tar_file_expander(streams, handler=handler))
     return group_by_keys_nothrow(files, handler=handler)
+
+
+class RepeatedPipeline(wds.DataPipeline):
+    """A ``wds.DataPipeline`` that repeats its passes as webdataset 0.2.x does, also after a pass
+    that yields nothing.
+
+    open_clip_train's training pipeline repeats passes until the epoch has its batches
+    (``with_epoch``). webdataset 1.x stops repeating after an empty pass, so a loader worker
+    whose share of the shards is unreadable ends its epoch with no batch while the other ranks
+    wait for it in DDP: the run hangs. Repeated, the pass after an empty one reads all the run's
+    shards (``data_faults.SkippedSamples.read_shards``), which stops the run with a message if
+    they too yield nothing.
+    """
+
+    def iterator(self) -> Iterator[Any]:
+        for _ in range(self.repetitions):
+            yield from self.iterator1()
+
+
+def repeat_every_pass(data: DataInfo) -> None:
+    """Make open_clip_train's WebDataset training ``data`` a :class:`RepeatedPipeline`."""
+    # open_clip_train's wds.WebLoader is a pipeline over one DataLoader of the dataset
+    dataset = data.dataloader.pipeline[0].dataset
+    if type(dataset) is not wds.DataPipeline:
+        raise RuntimeError(
+            f"open_clip_train's training data is a {type(dataset).__name__}, not the "
+            "wds.DataPipeline this package repeats; see docs/compatibility.md for the supported "
+            "versions."
+        )
+    dataset.__class__ = RepeatedPipeline

@@ -2,12 +2,13 @@ from contextlib import ExitStack
 
 import open_clip_train.data
 import pytest
+import webdataset as wds
 from data_utils import write_caption_shards
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tar_file_expander
 
 from training.internals import REQUIRED, missing_names
-from training.shards import tarfile_to_samples_nothrow
+from training.shards import RepeatedPipeline, tarfile_to_samples_nothrow
 
 
 def shard_list(pattern: str) -> list[dict]:
@@ -39,3 +40,17 @@ def test_the_cause_webdataset_1_marks_shard_ends_open_clip_train_does_not_expect
 def test_the_installed_open_clip_train_has_every_hooked_name():
     assert missing_names() == []
     assert "group_by_keys_nothrow" in REQUIRED["open_clip_train.data"]
+
+
+def test_passes_repeat_after_an_empty_one():
+    """webdataset 1.x stops repeating after an empty pass (a hang under DDP); 0.2.x does not."""
+    passes = []
+
+    def one_pass():
+        passes.append(len(passes))
+        return iter([] if len(passes) == 1 else ["a", "b"])  # the first pass yields nothing
+
+    pipeline = wds.DataPipeline(one_pass).with_epoch(3)
+    pipeline.__class__ = RepeatedPipeline
+    assert list(pipeline) == ["a", "b", "a"]
+    assert passes == [0, 1, 2]
