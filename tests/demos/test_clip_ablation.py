@@ -12,6 +12,7 @@ from open_clip_sparo.demos.runner import MODELS
 BOTTLENECK = "bottleneck-ViT-Ti-8-64"
 
 
+@pytest.mark.slow  # a demo run: trains three models
 def test_ablation_reports_the_control_beside_the_pair(tmp_path):
     out = tmp_path / "ablation"
     assert (
