@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from open_clip_sparo import SparoCLIP
-from open_clip_sparo.fork_config import from_fork_config
+from open_clip_sparo.fork.config import from_fork_config
 
 # tiny towers in the fork's terms (those of sparo-ViT-Ti-8-64)
 FORK_BASE: dict[str, Any] = {

@@ -6,9 +6,11 @@ Importing this package registers the ``sparo-*`` model configs with OpenCLIP's f
     model, _, preprocess = open_clip.create_model_and_transforms("sparo-ViT-B-16")
 """
 
-from .checkpoint import save_pretrained
+from . import fork  # noqa: F401  (registers the fork's checkpoint layout)
 from .config import SparoCfg
 from .embedding import SlotEmbedding
+from .io.checkpoint import save_pretrained
+from .io.loading import load_model
 from .model import SparoCLIP
 from .output import SparoOutput
 from .readout import Sparo
@@ -24,6 +26,7 @@ __all__ = [
     "SparoCfg",
     "SparoOutput",
     "SparoVisionTransformer",
+    "load_model",
     "register",
     "save_pretrained",
     "select_slots",

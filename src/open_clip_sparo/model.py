@@ -13,14 +13,11 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from .config import SparoCfg, TowerSizes
 from .embedding import SlotEmbedding
 from .eos import after_eos, check_eos_pool_type, eos_positions
-from .fork_state_dict import from_fork_layout, is_fork_layout
 from .openclip_internals import lock_text_tower
 from .output import SparoOutput
 from .readout import Sparo
-from .state_dict import check_state_dict
+from .state_dict import adapt_state_dict, check_state_dict
 from .vision import SparoVisionTransformer, vision_tower_sizes
-
-# how OpenCLIP's text pool types find the end-of-text position the read-out stops at
 
 
 class SparoCLIP(CLIP):
@@ -201,9 +198,7 @@ class SparoCLIP(CLIP):
             # a buffer this model builds and does not save
             state_dict = copy.copy(state_dict)  # keeps an OrderedDict's _metadata
             del state_dict["attn_mask"]
-        if is_fork_layout(state_dict):  # a checkpoint of the authors' fork (docs/fork.md)
-            target = self.state_dict() if strict else None
-            state_dict = from_fork_layout(state_dict, self.sparo_cfg, target)
+        state_dict = adapt_state_dict(self, state_dict, strict)  # e.g. the authors' fork's
         if strict:
             check_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

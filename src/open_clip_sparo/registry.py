@@ -17,7 +17,7 @@ from typing import Any
 
 import open_clip
 
-from .controls import build_control
+from .controls.models import build_control
 from .model import SparoCLIP
 from .openclip_internals import (
     FACTORY_MODEL_CLASSES,

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .embedding import SlotEmbedding, check_slot_indices
-from .files import read_json
 from .readout import Sparo
+from .util.files import read_json
 
 
 @contextmanager

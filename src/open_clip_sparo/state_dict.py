@@ -3,7 +3,7 @@ PyTorch's long lists of keys."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -11,6 +11,31 @@ import torch
 PLAIN_CLIP_KEYS = ("text_projection", "visual.proj")
 
 READOUT_PREFIXES = ("visual.sparo.", "text_sparo.")
+
+# (model, state_dict, strict) -> the state dict in this project's layout, or None when the
+# adapter does not know the layout; the authors' fork registers one (open_clip_sparo.fork)
+StateDictAdapter = Callable[
+    [torch.nn.Module, Mapping[str, torch.Tensor], bool], Mapping[str, torch.Tensor] | None
+]
+_ADAPTERS: list[StateDictAdapter] = []
+
+
+def register_state_dict_adapter(adapter: StateDictAdapter) -> None:
+    """Let SPARO models load checkpoints of another layout; registering twice is a no-op."""
+    if adapter not in _ADAPTERS:
+        _ADAPTERS.append(adapter)
+
+
+def adapt_state_dict(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool
+) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` in this project's layout: the first registered adapter that knows its
+    layout converts it; one in this layout is returned as it is."""
+    for adapter in _ADAPTERS:
+        converted = adapter(model, state_dict, strict)
+        if converted is not None:
+            return converted
+    return state_dict
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:

@@ -1,5 +1,5 @@
 """``--resume latest`` that never picks an incomplete checkpoint (writes are atomic through
-:func:`open_clip_sparo.files.atomic_save`), and ``--resume`` / ``--pretrained`` files read with
+:func:`open_clip_sparo.util.files.atomic_save`), and ``--resume`` / ``--pretrained`` files read with
 errors that name the file and the problem.
 
 open_clip_train writes ``epoch_N.pt`` with ``torch.save`` straight to its final name, so a run
@@ -21,7 +21,7 @@ from open_clip.factory import load_state_dict
 from open_clip_train.file_utils import pt_load
 from open_clip_train.main import get_latest_checkpoint, natural_key
 
-from open_clip_sparo.files import load_torch_file
+from open_clip_sparo.util.files import load_torch_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # how torch.save's (zip) checkpoints begin
 _TRAIN_KEYS = {"epoch", "state_dict", "optimizer"}  # what open_clip_train's resume reads

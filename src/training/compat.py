@@ -22,7 +22,7 @@ import torch
 from open_clip_train.data import DataInfo, get_wds_dataset
 from torch.nn.parallel import DistributedDataParallel
 
-from open_clip_sparo.files import atomic_save
+from open_clip_sparo.util.files import atomic_save
 
 from .checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpoint
 from .data_faults import SkippedSamples

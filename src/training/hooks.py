@@ -39,7 +39,7 @@ from open_clip_train.distributed import broadcast_object, is_master
 from torch import nn
 
 from open_clip_sparo import SparoCLIP
-from open_clip_sparo.conversion import init_from_clip, load_clip_state_dict
+from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config

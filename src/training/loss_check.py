@@ -3,7 +3,8 @@
 open_clip_train trains on through a NaN loss (a logit scale that overflows, a learning rate too
 high, float16 overflow) and saves checkpoints of NaN weights. The loss module of the run gets a
 forward hook that applies the rule DINO's training applies too
-(:func:`open_clip_sparo.errors.check_finite_loss`), naming the step and the last good checkpoint.
+(:func:`open_clip_sparo.util.errors.check_finite_loss`), naming the step and the last good
+checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import open_clip
 from torch import nn
 
-from open_clip_sparo.errors import check_finite_loss
+from open_clip_sparo.util.errors import check_finite_loss
 
 from .checkpoints import latest_checkpoint
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import open_clip_train.main
 
 import open_clip_sparo  # noqa: F401  (registers the sparo-* models with OpenCLIP)
-from open_clip_sparo.errors import EXPECTED_ERRORS, run_entry_point
+from open_clip_sparo.util.errors import EXPECTED_ERRORS, run_entry_point
 
 from .compat import pinned_stack_fixes
 from .hooks import SparoOptions, SparoRun, SparoRunError

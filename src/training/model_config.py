@@ -16,8 +16,8 @@ from open_clip import CLIP, CLIPTextCfg, CLIPVisionCfg, CoCa, factory
 from open_clip.coca_model import MultimodalCfg
 
 from open_clip_sparo import SparoCfg, SparoCLIP
-from open_clip_sparo.control_config import ControlCfg
-from open_clip_sparo.controls import CONTROL_CLASSES
+from open_clip_sparo.controls.config import ControlCfg
+from open_clip_sparo.controls.models import CONTROL_CLASSES
 
 from .patching import patched
 

@@ -11,8 +11,8 @@ from open_clip import get_model_preprocess_cfg
 from torch import nn
 
 from open_clip_sparo import SparoCLIP
-from open_clip_sparo.checkpoint import CONFIG_NAME, built_depths
-from open_clip_sparo.files import read_json, write_json
+from open_clip_sparo.io.checkpoint import CONFIG_NAME, built_depths
+from open_clip_sparo.util.files import read_json, write_json
 
 # what identifies the model of a run (a resume must build the same); the rest describes it
 MODEL_KEYS = ("model_name", "model_cfg", "preprocess_cfg")

@@ -3,7 +3,7 @@ import torch
 from dino_utils import untrained_checkpoint
 
 from open_clip_sparo.dino.checkpoint import find_checkpoint, load_backbone
-from open_clip_sparo.files import PARTIAL_SUFFIX, atomic_save
+from open_clip_sparo.util.files import PARTIAL_SUFFIX, atomic_save
 
 
 def test_run_folder_resolves_to_its_latest_checkpoint(tmp_path):

@@ -19,7 +19,7 @@ from open_clip_sparo.evaluation.datasets import build_dataset, dataloader
 from open_clip_sparo.evaluation.metrics import (
     retrieval_metrics,
 )
-from open_clip_sparo.loading import load_model
+from open_clip_sparo.io.loading import load_model
 
 CLASSES = ["cat", "dog", "car", "tree", "boat", "bird"]
 SUBSET = [1, 4, 9, 12]

@@ -14,7 +14,7 @@ from PIL import Image
 from open_clip_sparo import cli
 from open_clip_sparo.evaluation.slot_pictures import SlotView, overlay, slot_view
 from open_clip_sparo.evaluation.slot_pictures import visualize as main
-from open_clip_sparo.loading import LoadedModel, load_model
+from open_clip_sparo.io.loading import LoadedModel, load_model
 
 MODEL = "sparo-ViT-Ti-8-64"
 

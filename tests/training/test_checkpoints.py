@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from open_clip_sparo.files import PARTIAL_SUFFIX
+from open_clip_sparo.util.files import PARTIAL_SUFFIX
 from training.checkpoints import latest_checkpoint
 
 

@@ -13,7 +13,7 @@ from data_utils import write_caption_shards
 from training_utils import checkpoint_state, epoch_losses, run_in_process, train_args
 
 from open_clip_sparo import cli as sparo_cli
-from open_clip_sparo.controls import CONTROL_CLASSES
+from open_clip_sparo.controls.models import CONTROL_CLASSES
 from training.model_config import check_model_kwargs
 
 CONTROLS = [f"{kind}-ViT-Ti-8-64" for kind in CONTROL_CLASSES]

@@ -30,7 +30,7 @@ from training_utils import (
     train_args,
 )
 
-from open_clip_sparo.files import PARTIAL_SUFFIX
+from open_clip_sparo.util.files import PARTIAL_SUFFIX
 from training.checkpoints import read_pretrained, read_resume_checkpoint
 from training.compat import WebDatasetTraining
 from training.data_faults import REASONS, SkippedSamples

@@ -18,7 +18,7 @@ from fork_utils import (
 )
 from training_utils import checkpoint_state, run_in_process, train_args
 
-from open_clip_sparo.fork_state_dict import from_fork_layout
+from open_clip_sparo.fork.state_dict import from_fork_layout
 
 pytestmark = pytest.mark.slow
 FORK_CFG = shipped_fork_config(32)

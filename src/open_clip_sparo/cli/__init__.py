@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 
-from ..errors import run_entry_point
+from ..util.errors import run_entry_point
 
 # subcommand -> (module with a `main(argv) -> int`, one-line help); named by string so that
 # `sparo --help` imports nothing, and so that the demos, which script these commands, sit above

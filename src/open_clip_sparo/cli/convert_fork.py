@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fork_conversion import convert_fork
+from ..fork.conversion import convert_fork
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
-from ..files import check_new_files
-from ..loading import load_model
+from ..io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+from ..io.loading import load_model
+from ..util.files import check_new_files
 
 
 def build_parser() -> argparse.ArgumentParser:

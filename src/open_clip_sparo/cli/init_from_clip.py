@@ -10,8 +10,8 @@ from pathlib import Path
 import open_clip
 import torch
 
-from ..conversion import init_from_clip, load_clip_state_dict
-from ..files import atomic_write
+from ..io.init_from_clip import init_from_clip, load_clip_state_dict
+from ..util.files import atomic_write
 
 
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:

@@ -29,7 +29,7 @@ from ..dino.evaluation import (
     select_on_memory,
 )
 from ..evaluation import fill_root
-from ..files import write_json
+from ..util.files import write_json
 from .dino_report import write_report
 from .runner import MODELS, SMOKE_SCALE, Budget, Demo, run_demo
 

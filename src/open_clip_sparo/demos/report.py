@@ -13,7 +13,7 @@ from typing import Any
 import open_clip
 import torch
 
-from ..files import write_json, write_text
+from ..util.files import write_json, write_text
 from .runner import Demo
 
 

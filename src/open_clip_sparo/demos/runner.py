@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import main as sparo
-from ..files import write_json
+from ..util.files import write_json
 
 BASELINE, SPARO = "ViT-Ti-8-64", "sparo-ViT-Ti-8-64"
 MODELS = (BASELINE, SPARO)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..files import load_torch_file, newest_epoch_checkpoint
+from ..util.files import load_torch_file, newest_epoch_checkpoint
 from .backbone import ClassTokenViT, SparoViT, build_backbone
 from .configs import backbone_cfg_from_dict
 

@@ -17,7 +17,7 @@ import open_clip
 from open_clip.model import CLIPVisionCfg
 
 from ..config import SparoCfg
-from ..files import read_json
+from ..util.files import read_json
 from ..vision import vision_tower_sizes
 
 # the SPARO read-out of the DINO backbones: the CLIP side's defaults (64 slots of 64 dims)

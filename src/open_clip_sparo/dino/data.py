@@ -27,7 +27,7 @@ from torch.utils.data import (
 )
 from torchvision.datasets import ImageFolder
 
-from ..files import read_json
+from ..util.files import read_json
 
 log = logging.getLogger("open_clip_sparo.dino.data")
 

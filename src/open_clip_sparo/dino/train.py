@@ -30,8 +30,8 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import check_finite_loss, run_entry_point
-from ..files import atomic_save, read_json, require_file
+from ..util.errors import check_finite_loss, run_entry_point
+from ..util.files import atomic_save, read_json, require_file
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
 from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint

@@ -1,7 +1,7 @@
 """Evaluation of SPARO models through CLIP_benchmark: ``sparo eval``, per-slot similarities,
 concept selection on benchmark tasks and slot pictures."""
 
-from ..metrics import topk_accuracy
+from ..util.metrics import topk_accuracy
 from .benchmark import evaluate
 from .concept_selection import select
 from .datasets import build_dataset, check_dataset_files, dataloader, default_task, fill_root

@@ -2,7 +2,7 @@
 
 Every argument of ``clip_benchmark eval`` works unchanged; in addition:
 
-- models load through :func:`open_clip_sparo.loading.load_model` (CLIP_benchmark model type
+- models load through :func:`open_clip_sparo.io.loading.load_model` (CLIP_benchmark model type
   ``sparo``, the default here), so registered names with ``--pretrained FILE``, ``local-dir:``
   folders and training run folders all work; ``--pretrained`` defaults to none;
 - ``--slots FILE`` (the ``slots.json`` of ``sparo select``, or a JSON list) restricts every model
@@ -39,10 +39,10 @@ from clip_benchmark import models as benchmark_models
 from clip_benchmark.datasets import builder
 from clip_benchmark.metrics import linear_probe, zeroshot_classification
 
-from ..files import check_new_files, refuse_existing
-from ..loading import load_model
-from ..metrics import topk_accuracy
+from ..io.loading import load_model
 from ..selection import read_slots, select_slots
+from ..util.files import check_new_files, refuse_existing
+from ..util.metrics import topk_accuracy
 from .checks import finite_encodings
 from .datasets import check_dataset_files, fill_root
 from .fixes import linear_probe_on_cpu

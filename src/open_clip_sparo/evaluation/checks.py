@@ -72,7 +72,7 @@ def _checked(
 
 
 def described(loaded: Any) -> str:
-    """A :class:`~open_clip_sparo.loading.LoadedModel` for messages: reference and weights."""
+    """A :class:`~open_clip_sparo.io.loading.LoadedModel` for messages: reference and weights."""
     return loaded.reference + (f" ({loaded.weights[-1]})" if loaded.weights else "")
 
 

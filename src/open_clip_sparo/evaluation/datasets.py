@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from clip_benchmark.datasets import builder
 
-from ..files import read_json
+from ..util.files import read_json
 
 SUGAR_CREPE_TASKS = (
     "add_att",

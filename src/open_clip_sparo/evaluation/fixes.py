@@ -1,7 +1,7 @@
 """Fixes for CLIP_benchmark 1.6.2 (the pinned stack), applied by ``sparo eval``, not upstream.
 
 - NumPy 2 rejects the ``float(array)`` in CLIP_benchmark's top-k ``accuracy``: replaced by
-  :func:`open_clip_sparo.metrics.topk_accuracy`.
+  :func:`open_clip_sparo.util.metrics.topk_accuracy`.
 - Its linear probe asserts CUDA: on a machine without CUDA it runs on the CPU, without autocast
   (CPU autocast would train the probe in bfloat16).
 """

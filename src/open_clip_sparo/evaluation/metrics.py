@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..metrics import topk_accuracy
+from ..util.metrics import topk_accuracy
 
 
 def classification_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..concepts import SubsetSums
-from ..loading import LoadedModel
+from ..io.loading import LoadedModel
 from .checks import check_finite, described, finite_encodings, require_slots
 from .datasets import build_dataset, dataloader, default_task, fill_root
 from .metrics import caption_selection_metrics, classification_metrics, retrieval_metrics

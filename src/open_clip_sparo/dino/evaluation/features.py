@@ -20,10 +20,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ...errors import run_entry_point
-from ...files import refuse_existing, write_text
-from ...metrics import topk_accuracy
 from ...selection import read_slots, select_slots
+from ...util.errors import run_entry_point
+from ...util.files import refuse_existing, write_text
+from ...util.metrics import topk_accuracy
 from ..augment import eval_transform
 from ..backbone import SparoViT
 from ..checkpoint import NETWORKS, find_checkpoint, load_backbone

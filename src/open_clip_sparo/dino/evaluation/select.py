@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ... import concepts
-from ...metrics import topk_accuracy
+from ...util.metrics import topk_accuracy
 from .features import FrozenFeatures, feature_parser, run_feature_command
 from .knn import knn_accuracies, knn_vote
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from open_clip_sparo.sparsemax import sparsemax
+from open_clip_sparo.controls.sparsemax import sparsemax
 
 
 def projection_by_bisection(z: np.ndarray) -> np.ndarray:

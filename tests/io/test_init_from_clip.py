@@ -8,7 +8,7 @@ import open_clip
 import pytest
 import torch
 
-from open_clip_sparo.conversion import init_from_clip, load_clip_state_dict
+from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
 
 MODEL, BASELINE = "sparo-ViT-Ti-8-64", "ViT-Ti-8-64"
 READOUTS = ("visual.sparo.", "text_sparo.")

@@ -24,9 +24,9 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
+from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
+from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
-from .files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
-from .openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 

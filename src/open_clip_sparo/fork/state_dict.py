@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .config import SparoCfg
+from ..config import SparoCfg
 
 READOUTS = ("visual.sparo.", "text_sparo.")
 # parameters of the fork's bottleneck option, which its SPARO embeddings never use
@@ -38,6 +38,16 @@ logger = logging.getLogger(__name__)
 def is_fork_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """True when ``state_dict`` has a read-out as the authors' fork names it (``q_emb``)."""
     return any(key.startswith(READOUTS) and key.endswith(".q_emb") for key in state_dict)
+
+
+def adapt_fork_state_dict(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool
+) -> dict[str, torch.Tensor] | None:
+    """The state-dict adapter for SPARO models: a checkpoint in the fork's layout converted for
+    ``model`` (checked against its state dict when ``strict``), or None for any other layout."""
+    if not is_fork_layout(state_dict):
+        return None
+    return from_fork_layout(state_dict, model.sparo_cfg, model.state_dict() if strict else None)
 
 
 def from_fork_layout(

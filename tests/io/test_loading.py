@@ -5,7 +5,7 @@ import torch
 from benchmark_data import TINY_MODEL, save_tiny_model, write_run_folder
 
 from open_clip_sparo import save_pretrained
-from open_clip_sparo.loading import load_model, newest_checkpoint
+from open_clip_sparo.io.loading import load_model, newest_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import torch
-from test_sparsemax import projection_by_bisection
+from controls.test_sparsemax import projection_by_bisection
 
-from open_clip_sparo.codebook import CodebookQuery
+from open_clip_sparo.controls.codebook import CodebookQuery
 
 
 def reference(module, tokens, codes, lengths):

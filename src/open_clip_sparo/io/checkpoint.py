@@ -7,8 +7,8 @@ from pathlib import Path
 from open_clip.model import get_model_preprocess_cfg
 from safetensors.torch import save
 
-from .files import atomic_write, refuse_existing, write_json
-from .model import SparoCLIP
+from ..model import SparoCLIP
+from ..util.files import atomic_write, refuse_existing, write_json
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"

@@ -3,7 +3,7 @@ import pytest
 from fork_utils import fork_config, shipped_fork_config
 
 import open_clip_sparo  # noqa: F401  (registers the sparo-* configs)
-from open_clip_sparo.fork_config import from_fork_config
+from open_clip_sparo.fork.config import from_fork_config
 
 
 @pytest.mark.parametrize("patch_size", [16, 32])

@@ -6,11 +6,16 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
+from controls.test_codebook import reference as codebook_reference
 from open_clip.loss import ClipLoss
-from test_codebook import reference as codebook_reference
 
 import open_clip_sparo  # noqa: F401  (registers the configs)
-from open_clip_sparo.controls import BottleneckCLIP, CodebookCLIP, GapCLIP, GapVisionTransformer
+from open_clip_sparo.controls.models import (
+    BottleneckCLIP,
+    CodebookCLIP,
+    GapCLIP,
+    GapVisionTransformer,
+)
 
 TINY = "ViT-Ti-8-64"
 SIZES = ("ViT-Ti-8-64", "ViT-B-32", "ViT-B-16")

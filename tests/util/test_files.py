@@ -1,4 +1,4 @@
-"""open_clip_sparo.files: the atomic writer."""
+"""open_clip_sparo.util.files: the atomic writer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from open_clip_sparo.files import atomic_save
+from open_clip_sparo.util.files import atomic_save
 
 
 def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) -> None:

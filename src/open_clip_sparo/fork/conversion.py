@@ -11,10 +11,10 @@ from open_clip.factory import load_checkpoint
 from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
 
-from .checkpoint import save_pretrained
-from .files import refuse_existing
-from .fork_config import ForkConfig, from_fork_config
-from .model import SparoCLIP
+from ..io.checkpoint import save_pretrained
+from ..model import SparoCLIP
+from ..util.files import refuse_existing
+from .config import ForkConfig, from_fork_config
 
 
 def read_fork_config(path: str | Path) -> ForkConfig:

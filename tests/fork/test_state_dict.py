@@ -12,8 +12,8 @@ from fork_utils import (
     to_fork_layout,
 )
 
-from open_clip_sparo.fork_state_dict import from_fork_layout, is_fork_layout
-from open_clip_sparo.loading import load_model
+from open_clip_sparo.fork.state_dict import from_fork_layout, is_fork_layout
+from open_clip_sparo.io.loading import load_model
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -24,7 +24,7 @@ def test_fork_tensors_give_the_forks_embeddings(variant, caplog):
     fork = to_fork_layout(original)
     assert is_fork_layout(fork) and not is_fork_layout(original.state_dict())
     loaded = build(cfg, seed=1)
-    with caplog.at_level(logging.INFO, logger="open_clip_sparo.fork_state_dict"):
+    with caplog.at_level(logging.INFO, logger="open_clip_sparo.fork.state_dict"):
         loaded.load_state_dict(fork)
     assert "authors' fork" in caplog.text
     expected = fork_embeddings(original, fork, cfg)

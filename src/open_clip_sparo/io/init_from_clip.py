@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .model import SparoCLIP
-from .openclip_internals import load_state_dict
-from .state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
+from ..model import SparoCLIP
+from ..openclip_internals import load_state_dict
+from ..state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 
 # block key prefix of each tower, as in the model config's "<tower>_cfg"
 _BLOCK_PREFIXES = {"vision": "visual.transformer.resblocks.", "text": "transformer.resblocks."}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import SLOT_REPRS, SLOT_WEIGHTS, SparoCfg
+from ..config import SLOT_REPRS, SLOT_WEIGHTS, SparoCfg
 
 # fork key -> sparo_cfg key
 _SPARO_KEYS = {

@@ -19,9 +19,9 @@ from open_clip.model import CLIP
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
+from ..eos import after_eos, check_eos_pool_type
 from .codebook import CodebookQuery
-from .control_config import ControlCfg
-from .eos import after_eos, check_eos_pool_type
+from .config import ControlCfg
 
 
 class GapVisionTransformer(VisionTransformer):

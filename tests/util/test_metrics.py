@@ -1,8 +1,8 @@
-"""open_clip_sparo.metrics: the one top-k accuracy."""
+"""open_clip_sparo.util.metrics: the one top-k accuracy."""
 
 import torch
 
-from open_clip_sparo.metrics import topk_accuracy
+from open_clip_sparo.util.metrics import topk_accuracy
 
 
 def test_topk_accuracy():

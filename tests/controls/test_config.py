@@ -2,7 +2,7 @@
 
 import pytest
 
-from open_clip_sparo.control_config import ControlCfg
+from open_clip_sparo.controls.config import ControlCfg
 
 
 def test_codebook_defaults_are_the_forks():
