@@ -91,7 +91,6 @@ check()
 
 HF_HUB_PREFIX: str = factory.HF_HUB_PREFIX
 LOCAL_DIR_PREFIX: str = factory.LOCAL_DIR_PREFIX
-load_state_dict = factory.load_state_dict
 build_vision_tower = _model._build_vision_tower
 expand_token = _transformer._expand_token
 lock_text_tower = _transformer.lock_text_tower

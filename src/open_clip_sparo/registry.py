@@ -4,7 +4,9 @@ OpenCLIP has no plugin mechanism. ``create_model`` looks the names ``CLIP``, ``C
 and ``CoCa`` up in ``open_clip.factory`` when it runs, and passes every config key to the
 constructor. Replacing ``open_clip.factory.CLIP`` with a dispatcher that builds ``SparoCLIP`` for
 configs with a ``sparo_cfg`` reaches every entry point, including callers that imported the
-factory functions earlier (``open_clip_train`` does).
+factory functions earlier (``open_clip_train`` does). The factory's weights reader,
+``open_clip.factory.load_state_dict``, is replaced the same way by the package's checkpoint
+reader, so every ``pretrained=`` file is read as tensors only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .openclip_internals import (
     factory,  # its model classes are replaced by the hook
     model_config_paths,
 )
+from .util.files import read_state_dict
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 _MARK = "__sparo_dispatch__"
@@ -38,7 +41,18 @@ def register() -> None:
     _register_configs()
 
 
+def read_weights(
+    checkpoint_path: str, device: Any = "cpu", weights_only: bool = True
+) -> dict[str, Any]:
+    """Replaces OpenCLIP's ``load_state_dict`` (same arguments): the package's checkpoint reader,
+    tensors only whatever ``weights_only`` says (OpenCLIP retries some failures without it), with
+    one-line errors naming the file."""
+    state_dict = read_state_dict(checkpoint_path, "the checkpoint", "give a model's weights.")
+    return {key: tensor.to(device) for key, tensor in state_dict.items()}
+
+
 def _install_hooks() -> None:
+    factory.load_state_dict = read_weights
     if not getattr(factory.CLIP, _MARK, False):
         factory.CLIP = _dispatch(factory.CLIP)
     for name in FACTORY_MODEL_CLASSES[1:]:

@@ -1,6 +1,7 @@
 """``--resume latest`` that never picks an incomplete checkpoint (writes are atomic through
-:func:`open_clip_sparo.util.files.atomic_save`), and ``--resume`` / ``--pretrained`` files read with
-errors that name the file and the problem.
+:func:`open_clip_sparo.util.files.atomic_save`), and ``--resume`` / ``--pretrained`` files read by
+the package's checkpoint reader (tensors only, no code run; errors that name the file and the
+problem).
 
 open_clip_train writes ``epoch_N.pt`` with ``torch.save`` straight to its final name, so a run
 killed while saving leaves a truncated ``epoch_N.pt``, which ``--resume latest`` then picks (it
@@ -16,12 +17,10 @@ import os
 import zipfile
 from typing import Any
 
-import torch
-from open_clip.factory import load_state_dict
-from open_clip_train.file_utils import pt_load
+import fsspec
 from open_clip_train.main import get_latest_checkpoint, natural_key
 
-from open_clip_sparo.util.files import load_torch_file
+from open_clip_sparo.util.files import load_torch_file, read_state_dict
 
 _ZIP_MAGIC = b"PK\x03\x04"  # how torch.save's (zip) checkpoints begin
 _TRAIN_KEYS = {"epoch", "state_dict", "optimizer"}  # what open_clip_train's resume reads
@@ -51,14 +50,17 @@ def latest_checkpoint(path: str, remote: bool) -> str | None:
 
 
 def read_resume_checkpoint(file_path: str, map_location: Any = None) -> Any:
-    """open_clip_train's ``pt_load`` of the ``--resume`` checkpoint, with an error naming the
-    file and the problem for an empty, cut-short, corrupt or foreign file (remote paths as
-    upstream)."""
+    """Replaces open_clip_train's ``pt_load`` of the ``--resume`` checkpoint, which reads
+    without ``weights_only`` (so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would run the file's
+    code): the package's reader, tensors only, with an error naming the file and the problem
+    for an empty, cut-short, corrupt or foreign file. Remote paths are opened as upstream
+    opens them (fsspec). Tensors are read to the CPU, as open_clip_train asks."""
+    what, fix = "--resume checkpoint", "give another checkpoint (e.g. an earlier epoch_N.pt)."
     if "://" in str(file_path):
-        return pt_load(file_path, map_location)
-    checkpoint = load_torch_file(
-        file_path, "--resume checkpoint", lambda path: pt_load(str(path), map_location)
-    )
+        with fsspec.open(file_path, "rb") as stream:
+            checkpoint = load_torch_file(file_path, what, fix, stream=stream)
+    else:
+        checkpoint = load_torch_file(file_path, what, fix)
     if not isinstance(checkpoint, dict) or (
         "epoch" in checkpoint and not _TRAIN_KEYS <= set(checkpoint)
     ):
@@ -71,23 +73,7 @@ def read_resume_checkpoint(file_path: str, map_location: Any = None) -> Any:
 
 
 def read_pretrained(checkpoint_path: str, device: Any = "cpu", weights_only: bool = True) -> Any:
-    """OpenCLIP's ``load_state_dict`` of a ``--pretrained`` file, with an error naming the file
-    and the problem for an empty, cut-short, corrupt or foreign file."""
-    if "://" in str(checkpoint_path):
-        return load_state_dict(checkpoint_path, device, weights_only)
-    try:
-        state_dict = load_torch_file(
-            checkpoint_path,
-            "--pretrained checkpoint",
-            lambda path: load_state_dict(str(path), device, weights_only),
-        )
-    except StopIteration as error:  # OpenCLIP reads the first key of an empty state dict
-        raise ValueError(f"--pretrained checkpoint {checkpoint_path} holds no tensors.") from error
-    if not isinstance(state_dict, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state_dict.values()
-    ):
-        raise ValueError(
-            f"--pretrained checkpoint {checkpoint_path} is not a state dict of tensors (nor an "
-            "open_clip_train checkpoint with one); give a model's weights."
-        )
-    return state_dict
+    """Replaces OpenCLIP's ``load_state_dict`` of a ``--pretrained`` file: the package's reader
+    (tensors only, whatever ``weights_only`` says), with an error naming the file and the
+    problem for an empty, cut-short, corrupt or foreign file."""
+    return read_state_dict(checkpoint_path, "--pretrained checkpoint", "give a model's weights.")

@@ -1,14 +1,20 @@
-"""open_clip_sparo.util.files: the atomic writer."""
+"""open_clip_sparo.util.files: the atomic writer, and the one checkpoint reader."""
 
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
 
-from open_clip_sparo.util.files import atomic_save
+from open_clip_sparo.dino import load_checkpoint as dino_checkpoint
+from open_clip_sparo.io.init_from_clip import load_clip_state_dict
+from open_clip_sparo.io.loading import load_model
+from open_clip_sparo.util.files import atomic_save, load_torch_file, read_state_dict
 
 
 def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) -> None:
@@ -28,3 +34,84 @@ def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) 
     buffer = io.BytesIO()
     atomic_save({"epoch": 4}, buffer)  # open files and buffers: written as torch.save writes
     assert torch.load(io.BytesIO(buffer.getvalue()))["epoch"] == 4
+
+
+class WritesMarker:
+    """Unpickled, it creates the file ``marker``: a harmless stand-in for a crafted checkpoint's
+    code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def crafted_checkpoint(folder: Path, name: str = "epoch_1.pt") -> tuple[Path, Path]:
+    """A checkpoint whose unpickling would run code (create a marker file): path, marker."""
+    marker = folder / "code-ran"
+    path = folder / name
+    state = {"visual.conv1.weight": torch.zeros(1)}
+    torch.save({"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}, path)
+    return path, marker
+
+
+def _read_resume(path: Path) -> object:
+    from training.checkpoints import read_resume_checkpoint
+
+    return read_resume_checkpoint(str(path), map_location="cpu")
+
+
+def _read_pretrained(path: Path) -> object:
+    from training.checkpoints import read_pretrained
+
+    return read_pretrained(str(path))
+
+
+def _convert_fork(path: Path) -> object:
+    from fork_utils import fork_config
+
+    from open_clip_sparo.fork.conversion import convert_fork
+
+    config = path.parent / "fork.json"
+    config.write_text(json.dumps(fork_config()))
+    return convert_fork(config, path, path.parent / "converted")
+
+
+def _load_run(path: Path) -> object:
+    from benchmark_data import TINY_MODEL, write_run_folder
+
+    from open_clip_sparo.io.loading import load_model
+
+    run = write_run_folder(path.parent / "run", open_clip.create_model(TINY_MODEL), [1])
+    path.replace(run / "checkpoints" / "epoch_1.pt")
+    return load_model(str(run))
+
+
+# every way a checkpoint is read: training (--resume, --pretrained), OpenCLIP's factory
+# (pretrained=), load_model (sparo eval/select/export), init-from-clip, convert-fork, DINO,
+# the evaluation cache, and the reader itself
+READERS: dict[str, Callable[[Path], object]] = {
+    "resume": _read_resume,
+    "pretrained": _read_pretrained,
+    "create_model": lambda p: open_clip.create_model("sparo-ViT-Ti-8-64", pretrained=str(p)),
+    "load_model": lambda p: load_model("sparo-ViT-Ti-8-64", str(p)),
+    "run_folder": _load_run,
+    "init_from_clip": load_clip_state_dict,
+    "convert_fork": _convert_fork,
+    "dino": dino_checkpoint,
+    "load_torch_file": load_torch_file,
+    "read_state_dict": read_state_dict,
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_no_checkpoint_runs_code_even_when_pytorch_is_told_to_allow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch.load's default: unsafe
+    path, marker = crafted_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="is not a checkpoint of tensors") as error:
+        READERS[reader](path)
+    assert not marker.exists(), f"{reader} ran the checkpoint's code"
+    assert path.name in str(error.value) and "weights_only" not in str(error.value)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from ..concepts import SubsetSums
 from ..io.loading import LoadedModel
+from ..util.files import load_torch_file
 from .checks import check_finite, described, finite_encodings, require_slots
 from .datasets import build_dataset, dataloader, default_task, fill_root
 from .metrics import caption_selection_metrics, classification_metrics, retrieval_metrics
@@ -150,7 +151,7 @@ def slot_similarities(
     if cache_dir is not None:
         path = Path(cache_dir) / f"{dataset.replace('/', '_')}-{split}-{task}-{_digest(key)}.pt"
         if path.is_file():
-            cached = torch.load(path, weights_only=True)
+            cached = load_torch_file(path, "the similarity cache", "delete it to encode again.")
             if cached["key"] == json.dumps(key, sort_keys=True):
                 for side in ("images", "texts"):
                     check_finite(cached[side], side[:-1], loaded.model, described(loaded))

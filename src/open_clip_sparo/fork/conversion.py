@@ -7,13 +7,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from open_clip.factory import load_checkpoint
 from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg
 
 from ..io.checkpoint import save_pretrained
 from ..model import SparoCLIP
-from ..util.files import refuse_existing
+from ..util.files import read_state_dict, refuse_existing
 from .config import ForkConfig, from_fork_config
 
 
@@ -36,16 +35,18 @@ def read_fork_config(path: str | Path) -> ForkConfig:
 
 def convert_fork(config: str | Path, checkpoint: str | Path, out: str | Path) -> ForkConfig:
     """Build the model the fork's ``config`` describes, load the fork's ``checkpoint`` into it
-    (any file OpenCLIP's ``pretrained=`` reads, training checkpoints with ``module.`` keys
-    included) and write it to the new folder ``out`` (:func:`save_pretrained`)."""
+    (a weights file as OpenCLIP's ``pretrained=`` takes, training checkpoints with ``module.``
+    keys included, read by the package's checkpoint reader) and write it to the new folder
+    ``out`` (:func:`save_pretrained`)."""
     out = Path(out)
     refuse_existing([out], "choose a new --out folder (nothing was written).")
     fork = read_fork_config(config)
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist.")
+    state_dict = read_state_dict(
+        checkpoint, "--checkpoint", "give the checkpoint the fork's training wrote."
+    )
     model = SparoCLIP(**fork.model_cfg)
     # the fork's evaluation transform is OpenCLIP's default one at the model's image size
     set_model_preprocess_cfg(model, asdict(PreprocessCfg(size=model.visual.image_size)))
-    load_checkpoint(model, str(checkpoint))
+    model.load_state_dict(state_dict)
     save_pretrained(model, out)
     return fork

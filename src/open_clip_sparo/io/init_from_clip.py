@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ..model import SparoCLIP
-from ..openclip_internals import load_state_dict
 from ..state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
+from ..util.files import read_state_dict
 
 # block key prefix of each tower, as in the model config's "<tower>_cfg"
 _BLOCK_PREFIXES = {"vision": "visual.transformer.resblocks.", "text": "transformer.resblocks."}
@@ -57,14 +57,15 @@ class ConversionReport:
 
 
 def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A CLIP state dict from any file OpenCLIP's ``pretrained=`` reads (``.pt``/``.bin``,
-    ``.safetensors``, open_clip_train checkpoints with ``module.`` keys)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"CLIP checkpoint {str(path)!r} does not exist; give the path of a plain OpenCLIP "
-            "checkpoint of the model's baseline (e.g. ViT-B-16 for sparo-ViT-B-16)."
-        )
-    return load_state_dict(str(path))
+    """A CLIP state dict from any weights file OpenCLIP's ``pretrained=`` reads (``.pt``/``.bin``,
+    ``.safetensors``, open_clip_train checkpoints with ``module.`` keys), read by the package's
+    checkpoint reader (tensors only)."""
+    return read_state_dict(
+        path,
+        "CLIP checkpoint",
+        "give a plain OpenCLIP checkpoint of the model's baseline (e.g. ViT-B-16 for "
+        "sparo-ViT-B-16).",
+    )
 
 
 def init_from_clip(

@@ -1,5 +1,6 @@
-"""Writing files without losing what is there: one atomic writer, one no-overwrite rule, and one
-finder of a run's newest ``epoch_N.pt``.
+"""Writing files without losing what is there (one atomic writer, one no-overwrite rule, one
+finder of a run's newest ``epoch_N.pt``), and the one reader of checkpoints, which never runs a
+file's code (:func:`load_torch_file`, :func:`read_state_dict`).
 
 Every file this project writes (checkpoints, exports, results, reports) goes through
 :func:`atomic_write`, so a reader or a killed process only ever sees the old content or the
@@ -150,25 +151,28 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
 def load_torch_file(
     path: str | os.PathLike[str],
     what: str = "checkpoint",
-    read: Callable[[Path], Any] | None = None,
     fix: str = "give another checkpoint (e.g. an earlier epoch_N.pt of the run).",
     mmap: bool = False,
+    stream: IO[bytes] | None = None,
 ) -> Any:
-    """The one reader of checkpoint files: ``read(path)`` (by default ``torch.load`` of tensors
-    only, so no code is ever run; memory-mapped with ``mmap`` where the format allows), with a
-    one-line :class:`UnreadableFileError` naming the file when it is empty, cut short, corrupt,
-    not a ``torch.save`` file, or holds more than tensors."""
-    path = require_file(path, what, fix)
-    if path.stat().st_size == 0:
-        raise UnreadableFileError(
-            f"{what} {path} is empty (0 bytes): a save that never finished; {fix}"
-        )
-    mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
+    """The one reader of ``torch.save`` files: ``torch.load`` with ``weights_only=True`` passed
+    explicitly, so no code in the file ever runs, not even with PyTorch's
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set. Memory-mapped with ``mmap`` where the format
+    allows; read from the open ``stream`` instead (a remote file) when given, ``path`` then only
+    naming it. Errors are one-line :class:`UnreadableFileError` naming the file when it is
+    empty, cut short, corrupt, not a ``torch.save`` file, or holds more than tensors."""
+    if stream is None:
+        path = require_file(path, what, fix)
+        if path.stat().st_size == 0:
+            raise UnreadableFileError(
+                f"{what} {path} is empty (0 bytes): a save that never finished; {fix}"
+            )
+        mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
     try:
-        if read is not None:
-            return read(path)
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, IndexError, KeyError, TypeError) as error:
+        return torch.load(
+            path if stream is None else stream, map_location="cpu", weights_only=True, mmap=mmap
+        )
+    except (pickle.UnpicklingError, IndexError, KeyError, TypeError, AttributeError) as error:
         # garbage fails the unpickler in several ways; the message of a refused pickle advises
         # weights_only=False, i.e. running the file's code: never pass that on
         raise UnreadableFileError(
@@ -184,28 +188,48 @@ def load_torch_file(
         ) from error
 
 
-def check_checkpoint(path: str | os.PathLike[str], fix: str = "") -> Path:
-    """Fail with one clear message unless ``path`` is a readable checkpoint holding tensors:
-    a ``.safetensors`` file, or a ``torch.save`` file of a state dict (possibly under
-    ``"state_dict"``). Cheap before the real load: only the header of a safetensors file is
-    read, and a ``torch.save`` file is memory-mapped (:func:`load_torch_file`)."""
-    fix = fix or "give another checkpoint."
-    path = require_file(path, "the checkpoint", fix)
-    if path.suffix != ".safetensors":
-        content = load_torch_file(path, "the checkpoint", fix=fix, mmap=True)
-    else:
-        from safetensors import safe_open
+def read_state_dict(
+    path: str | os.PathLike[str],
+    what: str = "the checkpoint",
+    fix: str = "give another checkpoint.",
+    lazy: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The state dict of a weights file: a ``.safetensors`` file (which holds no code), or a
+    ``torch.save`` file read with :func:`load_torch_file` holding a state dict, possibly under
+    ``"state_dict"`` and with DistributedDataParallel's ``module.`` prefix (as open_clip_train
+    saves it). Anything else is a one-line :class:`UnreadableFileError` naming the file.
 
-        if path.stat().st_size == 0:
-            raise UnreadableFileError(f"the checkpoint {path} is empty (0 bytes); {fix}")
-        try:
-            with safe_open(str(path), framework="pt") as file:
-                content = dict.fromkeys(file.keys(), torch.empty(0))
-        except Exception as error:  # safetensors raises several types for a broken file
-            raise UnreadableFileError(
-                f"the checkpoint {path} cannot be read, it is cut short or corrupt "
-                f"({type(error).__name__}); {fix}"
-            ) from None
+    ``lazy`` is for checks before the real load: a ``torch.save`` file is memory-mapped, and of
+    a safetensors file only the header is read (its tensors come back as ``meta`` tensors of
+    the right shapes)."""
+    path = require_file(path, what, fix)
+    if path.suffix != ".safetensors":
+        content = load_torch_file(path, what, fix=fix, mmap=lazy)
+        return state_dict_of(content, f"{what} {path}", fix)
+    from safetensors import safe_open
+
+    if path.stat().st_size == 0:
+        raise UnreadableFileError(f"{what} {path} is empty (0 bytes); {fix}")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            content = {
+                key: torch.empty(file.get_slice(key).get_shape(), device="meta")
+                if lazy
+                else file.get_tensor(key)
+                for key in file.keys()  # noqa: SIM118 (safe_open is not iterable)
+            }
+    except Exception as error:  # safetensors raises several types for a broken file
+        raise UnreadableFileError(
+            f"{what} {path} cannot be read, it is cut short or corrupt "
+            f"({type(error).__name__}); {fix}"
+        ) from None
+    return state_dict_of(content, f"{what} {path}", fix)
+
+
+def state_dict_of(content: Any, what: str, fix: str) -> dict[str, torch.Tensor]:
+    """The state dict a loaded checkpoint ``content`` holds (itself, or its ``"state_dict"``),
+    without DistributedDataParallel's ``module.`` prefix; an :class:`UnreadableFileError`
+    naming ``what`` when it is not a non-empty mapping of names to tensors."""
     state = content.get("state_dict", content) if isinstance(content, dict) else None
     if (
         not isinstance(state, dict)
@@ -213,10 +237,19 @@ def check_checkpoint(path: str | os.PathLike[str], fix: str = "") -> Path:
         or not all(isinstance(v, torch.Tensor) for v in state.values())
     ):
         raise UnreadableFileError(
-            f"the checkpoint {path} holds no state dict (a mapping of names to tensors, possibly "
-            f"under 'state_dict'); found {type(content).__name__}. {fix}"
+            f"{what} holds no state dict (a mapping of names to tensors, possibly under "
+            f"'state_dict'); found {type(content).__name__}. {fix}"
         )
-    return path
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def check_checkpoint(path: str | os.PathLike[str], fix: str = "") -> Path:
+    """Fail with one clear message unless ``path`` is a readable checkpoint holding tensors
+    (:func:`read_state_dict`, lazily: cheap before the real load)."""
+    read_state_dict(path, "the checkpoint", fix or "give another checkpoint.", lazy=True)
+    return Path(path)
 
 
 def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[Path]:
