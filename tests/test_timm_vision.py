@@ -233,3 +233,16 @@ def test_real_sizes_have_at_most_the_baselines_parameters(name: str) -> None:
     assert param_count(model) <= param_count(base)
     trunk = model.visual.trunk
     assert model.visual.sparo.key.out_features == 64 * trunk.blocks[0].attn.head_dim
+
+
+@pytest.mark.parametrize("family", ["ViT-B-16-SigLIP"], indirect=True)
+def test_torchscript_and_grad_checkpointing_keep_the_embedding(family: str) -> None:
+    model = build(family).eval()
+    with torch.no_grad():
+        expected = model.encode_image(images())
+        torch.testing.assert_close(torch.jit.script(model).encode_image(images()), expected)
+    model.set_grad_checkpointing(True)
+    assert model.visual.trunk.grad_checkpointing
+    image_features, _, _ = model.train()(images(), texts())
+    image_features.sum().backward()
+    assert model.visual.trunk.blocks[0].attn.qkv.weight.grad is not None
