@@ -25,8 +25,9 @@ class SparoCLIP(CLIP):
     """CLIP whose image and text embeddings are SPARO embeddings of ``num_slots * slot_dim`` dims.
 
     Built by OpenCLIP's factory for any model config that carries ``sparo_cfg``. The towers are
-    OpenCLIP's, ``reduce_depth`` blocks shorter; ``visual.sparo`` and ``text_sparo`` replace the
-    class-token / EOS pooling and the projections. Image slot ``l`` matches text slot ``l``.
+    OpenCLIP's (its ViT or a timm ViT trunk, see :func:`sparo_vision_tower`), ``reduce_depth``
+    blocks shorter; ``visual.sparo`` and ``text_sparo`` replace the class-token / EOS pooling
+    and the projections. Image slot ``l`` matches text slot ``l``.
     """
 
     def __init__(

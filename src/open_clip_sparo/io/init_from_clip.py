@@ -1,10 +1,11 @@
 """Starting a SPARO model from a plain OpenCLIP CLIP checkpoint of its baseline (init-from-clip).
 
 ``sparo-X`` keeps ``X``'s embeddings, norms, logit scale and the first ``layers - reduce_depth``
-blocks of each tower. Those tensors are copied; the removed blocks and the projections
-(``visual.proj``, ``text_projection``) have no place in SPARO and are dropped; the read-outs
-start fresh. The command line writes the result as a checkpoint OpenCLIP's ``pretrained=``
-accepts::
+blocks of each tower. Those tensors are copied; the removed blocks, the projections
+(``visual.proj``, ``text_projection``) and what else the vision tower's read-out replaces (its
+``readout_replaces``: a timm trunk's attention pool and heads) have no place in SPARO and are
+dropped; the read-outs start fresh. The command line writes the result as a checkpoint
+OpenCLIP's ``pretrained=`` accepts::
 
     sparo init-from-clip --model sparo-ViT-B-16 --clip-checkpoint clip.pt --out merged.pt"""
 
