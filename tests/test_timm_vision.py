@@ -24,10 +24,10 @@ FAMILIES = {
     "ViT-B-16-SigLIP": SMALL,  # vision_transformer, `map` attention pool, no projection
     "EVA02-B-16": SMALL,  # eva with rope, class token, linear projection
     "PE-Core-B-16": SMALL,  # eva with rope, `map` attention pool
-    "EVA01-g-14": SMALL,  # eva, average pool normalised after pooling (fc_norm)
+    "EVA01-g-14": SMALL,  # eva without rope, class token
     "vit_relpos_medium_patch16_cls_224": SMALL,  # vision_transformer_relpos
     "vit_medium_patch16_gap_256": SMALL,  # vision_transformer without a class token
-    "ViTamin-S": HYBRID,  # vitamin: conv stages, then ViT blocks
+    "ViTamin-S": HYBRID,  # vitamin: conv stages, then ViT blocks; its final norm is fc_norm
     "MobileCLIP2-B": HYBRID,  # vision_transformer_hybrid: a conv stem, then ViT blocks
 }
 SLOW_FAMILIES = {"MobileCLIP2-B"}  # its conv stem alone has 21M parameters
