@@ -30,6 +30,7 @@ class SlotReadOut:
     """
 
     def attach_read_out(self, sparo_cfg: SparoCfg, sizes: TowerSizes) -> None:
+        """Add the read-out ``sparo_cfg`` describes for a tower of resolved ``sizes``."""
         self.sparo = Sparo.from_cfg(sparo_cfg, sizes)
         self.slot_embedding = SlotEmbedding(sparo_cfg.slot_repr, sparo_cfg.slot_weight)
 
@@ -40,6 +41,7 @@ class SlotReadOut:
         return SparoOutput(self.slot_embedding(slots), attn)
 
     def read_out_no_weight_decay(self) -> set[str]:
+        """The read-out's parameters without weight decay: its queries."""
         return set() if self.sparo.queries is None else {"sparo.queries"}
 
 
