@@ -16,6 +16,7 @@ from .output import SparoOutput
 from .readout import Sparo
 from .registry import register
 from .selection import select_slots
+from .timm_vision import SparoTimmVision
 from .vision import SparoVisionTransformer
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "SparoCLIP",
     "SparoCfg",
     "SparoOutput",
+    "SparoTimmVision",
     "SparoVisionTransformer",
     "load_model",
     "register",

@@ -17,15 +17,17 @@ from .openclip_internals import lock_text_tower
 from .output import SparoOutput
 from .readout import Sparo
 from .state_dict import adapt_state_dict, check_state_dict
-from .vision import SparoVisionTransformer, vision_tower_sizes
+from .timm_vision import SparoTimmVision
+from .vision import SparoVisionTransformer
 
 
 class SparoCLIP(CLIP):
     """CLIP whose image and text embeddings are SPARO embeddings of ``num_slots * slot_dim`` dims.
 
     Built by OpenCLIP's factory for any model config that carries ``sparo_cfg``. The towers are
-    OpenCLIP's, ``reduce_depth`` blocks shorter; ``visual.sparo`` and ``text_sparo`` replace the
-    class-token / EOS pooling and the projections. Image slot ``l`` matches text slot ``l``.
+    OpenCLIP's (its ViT or a timm ViT trunk, see :func:`sparo_vision_tower`), ``reduce_depth``
+    blocks shorter; ``visual.sparo`` and ``text_sparo`` replace the class-token / EOS pooling
+    and the projections. Image slot ``l`` matches text slot ``l``.
     """
 
     def __init__(
@@ -39,10 +41,10 @@ class SparoCLIP(CLIP):
         sparo = SparoCfg.from_dict(sparo_cfg)
         vision = _as_cfg(CLIPVisionCfg, vision_cfg)
         text = _as_cfg(CLIPTextCfg, text_cfg)
-        vision_sizes, text_sizes = _tower_sizes(embed_dim, vision, text, sparo)
-        reduced_vision = replace(vision, layers=vision_sizes.layers)
+        vision_tower = sparo_vision_tower(vision)
+        text_sizes = _tower_sizes(embed_dim, text, sparo)
         reduced_text = replace(text, layers=text_sizes.layers, proj_type="none")
-        super().__init__(embed_dim, reduced_vision, reduced_text, **kwargs)
+        super().__init__(embed_dim, vision_tower.build_cfg(vision, sparo), reduced_text, **kwargs)
         self.sparo_cfg = sparo
         # the config this model was built from, as OpenCLIP's factory reads it (for saving)
         self.model_cfg = {
@@ -53,7 +55,8 @@ class SparoCLIP(CLIP):
             **{k: v for k, v in kwargs.items() if k != "cast_dtype"},
         }
 
-        self.visual = SparoVisionTransformer.from_vit(self.visual, sparo, vision_sizes)
+        self.visual = vision_tower.from_tower(self.visual, vision, sparo)
+        _check_shared_queries(sparo, self.visual.sparo.attn_dim, text_sizes.attn_dim)
         self.text_sparo = Sparo.from_cfg(sparo, text_sizes, shared_queries=sparo.share_queries)
         self.text_slot_embedding = SlotEmbedding(sparo.slot_repr, sparo.slot_weight)
 
@@ -212,18 +215,21 @@ def _public_cfg(cfg: Any) -> dict[str, Any]:
     return copy.deepcopy(asdict(cfg) if is_dataclass(cfg) else cfg)
 
 
-def _tower_sizes(
-    embed_dim: int, vision: CLIPVisionCfg, text: CLIPTextCfg, sparo: SparoCfg
-) -> tuple[TowerSizes, TowerSizes]:
-    """Each tower's resolved read-out sizes, after the checks that need the towers (``SparoCfg``
-    checks its own values and those that need one tower)."""
+def sparo_vision_tower(vision: CLIPVisionCfg) -> type[SparoVisionTransformer | SparoTimmVision]:
+    """The SPARO tower class of ``vision``: a timm trunk's or OpenCLIP's ViT's."""
+    return SparoTimmVision if vision.timm_model_name else SparoVisionTransformer
+
+
+def _tower_sizes(embed_dim: int, text: CLIPTextCfg, sparo: SparoCfg) -> TowerSizes:
+    """The text tower's resolved read-out sizes, after the checks that need the towers
+    (``SparoCfg`` checks its own values and those that need one tower; the vision tower's
+    class checks its own)."""
     if embed_dim != sparo.embed_dim:
         raise ValueError(
             f"embed_dim={embed_dim} must equal sparo_cfg.num_slots * sparo_cfg.slot_dim = "
             f"{sparo.num_slots} * {sparo.slot_dim} = {sparo.embed_dim}; set embed_dim to "
             f"{sparo.embed_dim} or change the slot sizes."
         )
-    vision_sizes = vision_tower_sizes(vision, sparo)
     if text.hf_model_name:
         raise ValueError(
             "SPARO needs OpenCLIP's own text transformer; remove text_cfg.hf_model_name."
@@ -234,11 +240,12 @@ def _tower_sizes(
             "text_cfg.no_causal_mask and text_cfg.embed_cls."
         )
     check_eos_pool_type(text.pool_type)
-    text_sizes = sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
-    if sparo.share_queries and vision_sizes.attn_dim != text_sizes.attn_dim:
+    return sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
+
+
+def _check_shared_queries(sparo: SparoCfg, vision_attn_dim: int, text_attn_dim: int) -> None:
+    if sparo.share_queries and vision_attn_dim != text_attn_dim:
         raise ValueError(
             f"sparo_cfg.share_queries needs one attn_dim for both towers, but they default to "
-            f"{vision_sizes.attn_dim} (vision) and {text_sizes.attn_dim} (text); set "
-            "sparo_cfg.attn_dim."
+            f"{vision_attn_dim} (vision) and {text_attn_dim} (text); set sparo_cfg.attn_dim."
         )
-    return vision_sizes, text_sizes

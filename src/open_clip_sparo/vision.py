@@ -1,7 +1,9 @@
-"""OpenCLIP's ViT with the SPARO read-out in place of class-token pooling and projection."""
+"""OpenCLIP's ViT with the SPARO read-out in place of class-token pooling and projection, and
+the read-out half every SPARO vision tower shares."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,7 +18,34 @@ from .output import SparoOutput
 from .readout import Sparo
 
 
-class SparoVisionTransformer(VisionTransformer):
+class SlotReadOut:
+    """The read-out half every SPARO vision tower shares: ``sparo`` (a :class:`Sparo`) and
+    ``slot_embedding``, attached to a tower OpenCLIP built.
+
+    A tower class also says where its blocks are and what the read-out replaces, relative to
+    the tower, so that converting a plain CLIP checkpoint needs no per-tower branches:
+    ``block_prefix`` (the blocks' state-dict prefix) and ``readout_replaces`` (the prefixes of
+    the pooling and projection tensors a plain CLIP checkpoint has and SPARO drops). No class
+    annotations here: TorchScript would read them in place of the tower's own.
+    """
+
+    def attach_read_out(self, sparo_cfg: SparoCfg, sizes: TowerSizes) -> None:
+        """Add the read-out ``sparo_cfg`` describes for a tower of resolved ``sizes``."""
+        self.sparo = Sparo.from_cfg(sparo_cfg, sizes)
+        self.slot_embedding = SlotEmbedding(sparo_cfg.slot_repr, sparo_cfg.slot_weight)
+
+    def read_out(self, tokens: torch.Tensor) -> SparoOutput:
+        """``(B, N, width)`` tokens after the tower's final norm -> weighted slots and
+        attention."""
+        slots, attn = self.sparo(tokens)
+        return SparoOutput(self.slot_embedding(slots), attn)
+
+    def read_out_no_weight_decay(self) -> set[str]:
+        """The read-out's parameters without weight decay: its queries."""
+        return set() if self.sparo.queries is None else {"sparo.queries"}
+
+
+class SparoVisionTransformer(SlotReadOut, VisionTransformer):
     """A ``VisionTransformer`` whose pooled output is the SPARO embedding ``(B, L * V)``.
 
     ``ln_post`` normalises all tokens (class token included) and ``sparo`` attends over all of
@@ -26,6 +55,21 @@ class SparoVisionTransformer(VisionTransformer):
     It declares no class annotations of its own (``sparo: Sparo`` would be a string TorchScript
     cannot read, and would hide ``VisionTransformer``'s ``Final`` ones from it).
     """
+
+    block_prefix = "transformer.resblocks."
+    readout_replaces = ("proj",)
+
+    @classmethod
+    def build_cfg(cls, vision: CLIPVisionCfg, sparo_cfg: SparoCfg) -> CLIPVisionCfg:
+        """The config OpenCLIP builds the tower from: ``reduce_depth`` blocks shorter."""
+        return replace(vision, layers=vision_tower_sizes(vision, sparo_cfg).layers)
+
+    @classmethod
+    def from_tower(
+        cls, vit: VisionTransformer, vision: CLIPVisionCfg, sparo_cfg: SparoCfg
+    ) -> SparoVisionTransformer:
+        """Specialise the tower OpenCLIP built from :meth:`build_cfg`, in place."""
+        return cls.from_vit(vit, sparo_cfg, vision_tower_sizes(vision, sparo_cfg))
 
     @classmethod
     def from_vit(
@@ -49,14 +93,8 @@ class SparoVisionTransformer(VisionTransformer):
             )
         vit.__class__ = cls
         vit.proj = None
-        vit.sparo = Sparo.from_cfg(sparo_cfg, sizes)
-        vit.slot_embedding = SlotEmbedding(sparo_cfg.slot_repr, sparo_cfg.slot_weight)
+        vit.attach_read_out(sparo_cfg, sizes)
         return vit
-
-    def read_out(self, tokens: torch.Tensor) -> SparoOutput:
-        """``(B, N, width)`` tokens after ``ln_post`` -> weighted slots and attention."""
-        slots, attn = self.sparo(tokens)
-        return SparoOutput(self.slot_embedding(slots), attn)
 
     def forward_slots(self, image: torch.Tensor) -> SparoOutput:
         """Images ``(B, 3, H, W)`` -> :class:`SparoOutput`."""
@@ -91,10 +129,7 @@ class SparoVisionTransformer(VisionTransformer):
         self.sparo.requires_grad_(True)
 
     def no_weight_decay(self) -> set[str]:
-        names = set(super().no_weight_decay())
-        if self.sparo.queries is not None:
-            names.add("sparo.queries")
-        return names
+        return {*super().no_weight_decay(), *self.read_out_no_weight_decay()}
 
 
 def check_vision_cfg(vision: CLIPVisionCfg) -> None:

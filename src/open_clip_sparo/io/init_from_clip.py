@@ -1,10 +1,11 @@
 """Starting a SPARO model from a plain OpenCLIP CLIP checkpoint of its baseline (init-from-clip).
 
 ``sparo-X`` keeps ``X``'s embeddings, norms, logit scale and the first ``layers - reduce_depth``
-blocks of each tower. Those tensors are copied; the removed blocks and the projections
-(``visual.proj``, ``text_projection``) have no place in SPARO and are dropped; the read-outs
-start fresh. The command line writes the result as a checkpoint OpenCLIP's ``pretrained=``
-accepts::
+blocks of each tower. Those tensors are copied; the removed blocks, the projections
+(``visual.proj``, ``text_projection``) and what else the vision tower's read-out replaces (its
+``readout_replaces``: a timm trunk's attention pool and heads) have no place in SPARO and are
+dropped; the read-outs start fresh. The command line writes the result as a checkpoint
+OpenCLIP's ``pretrained=`` accepts::
 
     sparo init-from-clip --model sparo-ViT-B-16 --clip-checkpoint clip.pt --out merged.pt"""
 
@@ -21,8 +22,7 @@ from ..model import SparoCLIP
 from ..state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 from ..util.files import read_state_dict
 
-# block key prefix of each tower, as in the model config's "<tower>_cfg"
-_BLOCK_PREFIXES = {"vision": "visual.transformer.resblocks.", "text": "transformer.resblocks."}
+_TEXT_BLOCK_PREFIX = "transformer.resblocks."
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,10 @@ def init_from_clip(
             "the checkpoint already has SPARO read-outs; load it directly (--pretrained) "
             "instead of converting it."
         )
-    kept_blocks = _check_block_counts(model, clip_state_dict)
     target = model.state_dict()
+    kept_blocks = _check_block_counts(model, target, clip_state_dict)
+    # what the vision tower's read-out replaces (its pooling and projection), by its class
+    replaced = tuple("visual." + prefix for prefix in model.visual.readout_replaces)
 
     copied, dropped, mismatched, unexpected = {}, {}, [], []
     for key, tensor in clip_state_dict.items():
@@ -96,7 +98,7 @@ def init_from_clip(
                 copied[key] = shape
             else:
                 mismatched.append(f"{key}: checkpoint {shape} vs model {tuple(target[key].shape)}")
-        elif key in PLAIN_CLIP_KEYS or _removed_block(key, kept_blocks):
+        elif key in PLAIN_CLIP_KEYS or key.startswith(replaced) or _removed_block(key, kept_blocks):
             dropped[key] = shape
         else:
             unexpected.append(key)
@@ -122,21 +124,31 @@ def init_from_clip(
     return ConversionReport(ordered_copied, dropped, new)
 
 
-def _check_block_counts(model: SparoCLIP, state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """Blocks each tower keeps; checks the checkpoint has the baseline's ``layers`` blocks."""
+def _check_block_counts(
+    model: SparoCLIP,
+    target: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+) -> dict[str, int]:
+    """Blocks each tower keeps (block prefix -> count, as in ``model``'s state dict ``target``);
+    checks the checkpoint has the baseline's ``reduce_depth`` more."""
     kept = {}
-    for tower, prefix in _BLOCK_PREFIXES.items():
-        baseline_layers = model.model_cfg[f"{tower}_cfg"]["layers"]
-        pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-        indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
-        if len(indices) != baseline_layers:
+    prefixes = {"vision": "visual." + model.visual.block_prefix, "text": _TEXT_BLOCK_PREFIX}
+    for tower, prefix in prefixes.items():
+        kept[prefix] = _block_count(target, prefix)
+        baseline_layers = kept[prefix] + model.sparo_cfg.reduce_depth
+        found = _block_count(state_dict, prefix)
+        if found != baseline_layers:
             raise ValueError(
-                f"the checkpoint's {tower} tower has {len(indices)} blocks, but this model's "
-                f"baseline has {tower}_cfg.layers={baseline_layers}; give a checkpoint of the "
-                "baseline with the same number of layers."
+                f"the checkpoint's {tower} tower has {found} blocks, but this model's "
+                f"baseline has {baseline_layers}; give a checkpoint of the baseline with the same "
+                "number of layers."
             )
-        kept[prefix] = baseline_layers - model.sparo_cfg.reduce_depth
     return kept
+
+
+def _block_count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return len({int(m.group(1)) for key in state_dict if (m := pattern.match(key))})
 
 
 def _removed_block(key: str, kept_blocks: Mapping[str, int]) -> bool:
