@@ -11,8 +11,8 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
-# re-installs only when the dependency files change
-$(STAMP): requirements.txt pyproject.toml
+# re-installs only when the dependency files change, or the .pth file an install copies
+$(STAMP): requirements.txt pyproject.toml src/open_clip_sparo_autoload.pth
 	@echo "make install: setting up $(VENV) (requirements.txt, then this package; a few minutes the first time)"
 	@test -x $(BIN)/python || { echo "  creating the virtual environment $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "  upgrading pip"
@@ -60,7 +60,8 @@ $(COMPAT_TORCH)/.installed: requirements.txt
 	$(@D)/bin/python -m pip install --quiet -r $(@D)/torch.txt
 	touch $@
 
-.venv-compat-%/.installed: compat/%.txt requirements.txt pyproject.toml $(COMPAT_TORCH)/.installed
+.venv-compat-%/.installed: compat/%.txt requirements.txt pyproject.toml \
+		src/open_clip_sparo_autoload.pth $(COMPAT_TORCH)/.installed
 	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
 	$(COMPAT_TORCH)/bin/python $(SITE_PACKAGES) > "$$($(@D)/bin/python $(SITE_PACKAGES))/torch.pth"
 	$(@D)/bin/python -m pip install --quiet --upgrade pip
