@@ -120,6 +120,7 @@ def select(argv: list[str]) -> int:
         "model": args.model,
         "pretrained": args.pretrained,
         "weights": [str(p) for p in loaded.weights],
+        "provenance": loaded.provenance(),
         "dataset": args.dataset,
         "dataset_root": args.dataset_root,
         "task": selection.task,

@@ -27,6 +27,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
+from .provenance import provenance
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
@@ -53,6 +54,12 @@ class LoadedModel:
                 for p in self.weights
             ],
         }
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance record of a result computed with this model
+        (:func:`open_clip_sparo.io.provenance.provenance`)."""
+        sparo_cfg = getattr(self.model, "model_cfg", {}).get("sparo_cfg")
+        return provenance(self.reference, self.weights, sparo_cfg, self.pretrained_tag)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
