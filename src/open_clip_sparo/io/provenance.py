@@ -35,11 +35,14 @@ def provenance(
     files: Sequence[str | Path],
     sparo_cfg: Mapping[str, Any] | None = None,
     pretrained_tag: str = "",
+    reference: str = "",
 ) -> dict[str, Any]:
     """The provenance record of a result computed with ``model_name`` loaded from ``files``
-    (weights and config files; none for OpenCLIP pretrained tags, named by ``pretrained_tag``)."""
+    (weights and config files; none for OpenCLIP pretrained tags, named by ``pretrained_tag``),
+    as the user named it (``reference``: a run folder, ``local-dir:``, ...; default: the name)."""
     return {
         "model": model_name,
+        "reference": reference or model_name,
         "checkpoint": [
             {
                 "path": str(Path(f).resolve()),
