@@ -40,7 +40,7 @@ COMPAT_TORCH := .venv-compat-torch
 # models, registry, checkpoints, loading, training (one process; the two-process, crash-resume
 # and 20-step determinism runs stay in `make test`), CLIP_benchmark, shards, golden outputs
 COMPAT_TESTS := tests/test_model.py tests/test_registry.py tests/test_openclip_internals.py \
-	tests/io \
+	tests/test_open_clip_sparo_autoload.py tests/io \
 	tests/training tests/evaluation/test_benchmark.py tests/dino/test_data.py \
 	tests/dino/test_backbone.py tests/synthetic/test_datasets.py $(wildcard tests/test_golden.py)
 COMPAT_SKIPPED := test_torch_compile_matches_eager or test_kill_while_saving_then_resume_latest \
