@@ -2,9 +2,10 @@
 
 Every argument of ``clip_benchmark eval`` works unchanged; in addition:
 
-- models load through :func:`open_clip_sparo.io.loading.load_model` (CLIP_benchmark model type
-  ``sparo``, the default here), so registered names with ``--pretrained FILE``, ``local-dir:``
-  folders and training run folders all work; ``--pretrained`` defaults to none;
+- models load through :func:`open_clip_sparo.io.loading.load_model` (a CLIP_benchmark model type
+  ``sparo`` that exists only inside ``sparo eval``, its default), so registered names with
+  ``--pretrained FILE``, ``local-dir:`` folders and training run folders all work;
+  ``--pretrained`` defaults to none;
 - each result JSON records where its model came from (``provenance``: the checkpoint files with
   their sizes and SHA-256 prefixes, ``sparo_cfg``, versions, command line), and the log names
   the checkpoint;
