@@ -11,8 +11,8 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
-# re-installs only when the dependency files change
-$(STAMP): requirements.txt pyproject.toml
+# re-installs only when the dependency files change, or the .pth file an install copies
+$(STAMP): requirements.txt pyproject.toml src/open_clip_sparo_autoload.pth
 	@echo "make install: setting up $(VENV) (requirements.txt, then this package; a few minutes the first time)"
 	@test -x $(BIN)/python || { echo "  creating the virtual environment $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "  upgrading pip"
@@ -40,7 +40,7 @@ COMPAT_TORCH := .venv-compat-torch
 # models, registry, checkpoints, loading, training (one process; the two-process, crash-resume
 # and 20-step determinism runs stay in `make test`), CLIP_benchmark, shards, golden outputs
 COMPAT_TESTS := tests/test_model.py tests/test_registry.py tests/test_openclip_internals.py \
-	tests/io \
+	tests/test_open_clip_sparo_autoload.py tests/io \
 	tests/training tests/evaluation/test_benchmark.py tests/dino/test_data.py \
 	tests/dino/test_backbone.py tests/synthetic/test_datasets.py $(wildcard tests/test_golden.py)
 COMPAT_SKIPPED := test_torch_compile_matches_eager or test_kill_while_saving_then_resume_latest \
@@ -60,7 +60,8 @@ $(COMPAT_TORCH)/.installed: requirements.txt
 	$(@D)/bin/python -m pip install --quiet -r $(@D)/torch.txt
 	touch $@
 
-.venv-compat-%/.installed: compat/%.txt requirements.txt pyproject.toml $(COMPAT_TORCH)/.installed
+.venv-compat-%/.installed: compat/%.txt requirements.txt pyproject.toml \
+		src/open_clip_sparo_autoload.pth $(COMPAT_TORCH)/.installed
 	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
 	$(COMPAT_TORCH)/bin/python $(SITE_PACKAGES) > "$$($(@D)/bin/python $(SITE_PACKAGES))/torch.pth"
 	$(@D)/bin/python -m pip install --quiet --upgrade pip

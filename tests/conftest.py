@@ -14,3 +14,14 @@ def _restore_logging():
 
     with restored_logging():
         yield
+
+
+@pytest.fixture(scope="session")
+def hooked_python(tmp_path_factory):
+    """A fresh virtual environment as an install of this checkout leaves it: its site-packages
+    holds the package's ``.pth`` file and sees this checkout's ``src`` and this interpreter's
+    packages (torch, OpenCLIP, ...). Its ``python``, for processes that never import
+    ``open_clip_sparo`` by name."""
+    from autoload_utils import make_hooked_venv
+
+    return make_hooked_venv(tmp_path_factory.mktemp("hooked-venv"))

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -78,11 +79,14 @@ def test_coca_route_is_refused(monkeypatch, custom_text):
 
 
 def run_python(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    """``script`` in a fresh process with the automatic registration switched off."""
+    env = {**os.environ, "OPEN_CLIP_SPARO_AUTOLOAD": "0"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
 
 
 @pytest.mark.slow  # two fresh Python processes
-def test_without_importing_the_package_openclip_fails_clearly(tmp_path):
+def test_without_the_package_openclip_fails_clearly(tmp_path):
+    """Neither imported nor registered automatically (switched off): OpenCLIP's own errors."""
     result = run_python("import open_clip; open_clip.create_model('sparo-ViT-Ti-8-64')")
     assert result.returncode != 0
     assert "Model config for 'sparo-ViT-Ti-8-64' not found" in result.stderr

@@ -1,6 +1,13 @@
+import hashlib
+import json
+import shutil
+
+import huggingface_hub
 import open_clip
 import pytest
+import safetensors.torch
 import torch
+from autoload_utils import python_json
 from benchmark_data import TINY_MODEL, save_tiny_model, write_run_folder
 
 from open_clip_sparo import cli
@@ -62,3 +69,96 @@ def test_plain_clip_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not a SPARO model"):
         main(["--model", "ViT-Ti-8-64", "--pretrained", str(tmp_path / "p.pt"), "--out", "x"])
+
+
+def hub_export(tiny, tmp_path, *extra):
+    """``sparo export --hub org/tiny-sparo --dry-run`` of a run folder with open_clip_train's
+    ``params.txt`` and one result file; the folder written."""
+    model, _ = tiny
+    run = write_run_folder(tmp_path / "run", model, epochs=[1, 2])
+    (run / "params.txt").write_text("batch_size: 8\nepochs: 2\ntrain_data: /data/{00..09}.tar\n")
+    result = tmp_path / "result.json"
+    metrics = {"image_retrieval_recall@1": 0.25, "text_retrieval_recall@1": 0.5}
+    result.write_text(
+        json.dumps({"dataset": "wds/r", "task": "zeroshot_retrieval", "metrics": metrics})
+    )
+    out = tmp_path / "hub"
+    argv = ["--model", str(run), "--out", str(out), "--hub", "org/tiny-sparo"]
+    assert main([*argv, "--metrics", str(result), *extra]) == 0
+    return out
+
+
+def test_hub_dry_run_writes_the_folder_and_its_card(tiny, tmp_path):
+    out = hub_export(tiny, tmp_path, "--dry-run")
+    assert {p.name for p in out.iterdir()} == {
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+        "README.md",
+    }
+    card = (out / "README.md").read_text()
+    checkpoint = tmp_path / "run" / "checkpoints" / "epoch_2.pt"  # the newest epoch
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    for expected in (
+        "library_name: open_clip",
+        f"`{TINY_MODEL}`",
+        "16 slots",
+        f"`epoch_2.pt` ({checkpoint.stat().st_size} bytes, SHA-256 `{sha}...`)",
+        "| train_data | /data/{00..09}.tar |",
+        "| wds/r | zeroshot_retrieval | text_retrieval_recall@1 | 0.5000 |",
+        'create_model_and_transforms("hf-hub:org/tiny-sparo")',
+        "@inproceedings{vani2024sparo,",
+    ):
+        assert expected in card, expected
+
+
+def test_hub_push_when_offline_keeps_the_folder_and_says_how(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match=r"not pushed.*hf upload org/tiny-sparo"):
+        hub_export(tiny, tmp_path)
+    assert (tmp_path / "hub" / "README.md").is_file()
+
+
+def test_hub_options_need_hub(tiny, tmp_path):
+    _, path = tiny
+    argv = ["--model", TINY_MODEL, "--pretrained", str(path), "--out", str(tmp_path / "x")]
+    with pytest.raises(SystemExit):
+        main([*argv, "--dry-run"])
+
+
+@pytest.mark.slow
+def test_published_model_loads_from_the_hub_unnamed(tiny, tmp_path, hooked_python):
+    """The dry-run folder as the Hub would serve it (a hub cache): ``hf-hub:`` loads it in a
+    process that never imports open_clip_sparo by name, with the checkpoint's weights."""
+    out = hub_export(tiny, tmp_path, "--dry-run")
+    repo = tmp_path / "cache" / "models--org--tiny-sparo"
+    commit = "0" * 40
+    shutil.copytree(out, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    loaded = tmp_path / "loaded.safetensors"
+    code = (
+        "import open_clip, safetensors.torch; "
+        "model, _, _ = open_clip.create_model_and_transforms('hf-hub:org/tiny-sparo'); "
+        f"safetensors.torch.save_file(model.state_dict(), {str(loaded)!r}); "
+        "print('\"' + type(model).__name__ + '\"')"
+    )
+    env = {"HF_HUB_CACHE": str(tmp_path / "cache")}
+    assert python_json(hooked_python, code, env=env) == "SparoCLIP"
+    newest = {k: v + 2 for k, v in tiny[0].state_dict().items()}  # epoch 2 of the run
+    state = safetensors.torch.load_file(loaded)
+    assert state.keys() == newest.keys()
+    for key, value in state.items():
+        torch.testing.assert_close(value, newest[key], msg=key)
+
+
+def test_hub_push_failure_keeps_the_folder_and_says_how(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", unreachable)
+    with pytest.raises(ValueError, match=r"pushing it to org/tiny-sparo failed.*hf upload"):
+        hub_export(tiny, tmp_path)
+    assert (tmp_path / "hub" / "open_clip_model.safetensors").is_file()

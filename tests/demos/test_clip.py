@@ -34,6 +34,11 @@ def test_demo_writes_report_and_results(demo):
         assert (demo / "figures" / figure).stat().st_size > 0
     for model in MODELS:
         assert parse_losses(demo / "runs" / f"{model}-seed0" / "out.log")
+        # the checkpoint each run was evaluated with, by path and hash
+        record = results["provenance"][f"{model}-seed0"]
+        checkpoint = record["checkpoint"][-1]  # after the run's open_clip_config.json
+        assert checkpoint["path"].endswith(".pt") and len(checkpoint["sha256"]) == 16
+        assert record["model"] == model
 
 
 def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):

@@ -40,6 +40,13 @@ def test_demo_writes_report_and_results(demo):
     assert "Concept selection for SPARO" in report
     assert all(task.removeprefix("wds/") in report for task in tasks)
     assert (demo / "figures" / "losses.png").stat().st_size > 0
+    # each run's evaluated checkpoint, by path and hash
+    for model in MODELS:
+        record = results["provenance"][f"{model}-seed0"]
+        (checkpoint,) = record["checkpoint"]
+        assert checkpoint["path"].startswith(str((demo / "runs" / f"{model}-seed0").resolve()))
+        assert len(checkpoint["sha256"]) == 16 and record["model"] == model
+        assert (record["sparo_cfg"] is None) == (model == "ViT-Ti-8-64")
 
 
 def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):

@@ -93,6 +93,17 @@ def test_model_references_give_the_same_result(data, tmp_path):
         f"{d}_retrieval_recall@{k}" for d in ("image", "text") for k in (1, 3)
     }
     assert results[1]["metrics"] == results[0]["metrics"] == results[2]["metrics"]
+    # each result names the files it scored, the run's checkpoint and the run's model name
+    run_record = results[2]["provenance"]
+    checkpoint = run / "checkpoints" / "epoch_0.pt"
+    assert run_record["checkpoint"][-1]["path"] == str(checkpoint.resolve())
+    assert run_record["checkpoint"][-1]["size"] == checkpoint.stat().st_size
+    assert run_record["model"] == "sparo-ViT-Ti-8-64" and run_record["reference"] == str(run)
+    assert [Path(f["path"]).name for f in results[1]["provenance"]["checkpoint"]] == [
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+    ]
+    assert results[0]["provenance"]["sparo_cfg"]["num_slots"] == 16
 
 
 def test_linear_probe_runs_on_cpu(data, tmp_path):

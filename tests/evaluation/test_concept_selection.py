@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -107,6 +108,11 @@ def test_select_on_a_validation_split_then_evaluate(tiny, tmp_path):
     evaluated = json.loads(reported.read_text())
     assert evaluated["slots"] == result["slots"]
     assert evaluated["metrics"] == pytest.approx(result["report"]["selected"], abs=1e-6)
+    # both name the checkpoint they scored, by path and hash
+    for record in (result["provenance"], evaluated["provenance"]):
+        assert record["checkpoint"][0]["path"] == str(Path(tiny).resolve())
+        assert record["sparo_cfg"]["num_slots"] == 16
+    assert result["provenance"]["checkpoint"] == evaluated["provenance"]["checkpoint"]
     # outputs are never overwritten
     with pytest.raises(FileExistsError, match="already exist"):
         select_main([*common, "--out", str(out)])

@@ -51,6 +51,18 @@ def collect(demo: Demo) -> dict[str, Any]:
     return results
 
 
+def provenance(demo: Demo) -> dict[str, Any]:
+    """Per trained run, the provenance record ``sparo eval`` wrote with its results."""
+    first = next(iter(demo.manifest()["datasets"]))
+    return {
+        f"{model}-seed{seed}": json.loads(
+            demo.result_file(f"{model}-seed{seed}", first).read_text()
+        )["provenance"]
+        for model in demo.models
+        for seed in demo.budget.seeds
+    }
+
+
 def plot_losses(demo: Demo, path: Path) -> None:
     fig = Figure(figsize=(7, 4), layout="tight")
     ax = fig.subplots()
@@ -193,7 +205,10 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         "",
     ]
     return publish(
-        demo, lines, {"results": results, "parameters": parameters, "training_seconds": training}
+        demo,
+        lines,
+        {"results": results, "parameters": parameters, "training_seconds": training},
+        provenance(demo),
     )
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ..dino import DinoHead, build_backbone, get_backbone_cfg
+from ..dino import DinoHead, build_backbone, find_checkpoint, get_backbone_cfg
+from ..io.provenance import provenance
+from ..util.files import read_json
 from .report import format_cell, keep_earlier, over_seeds, publish, training_seconds
 from .runner import BASELINE, MODELS, SPARO, Demo
 
@@ -61,6 +63,20 @@ def parameter_counts(demo: Demo) -> dict[str, dict[str, int]]:
             "feature_dim": backbone.output_dim,
         }
     return counts
+
+
+def checkpoints(demo: Demo) -> dict[str, Any]:
+    """Per trained run, the provenance record of the checkpoint its teacher was read from."""
+    records = {}
+    for model in MODELS:
+        for seed in demo.budget.seeds:
+            run = demo.run_dir(model, seed)
+            config = read_json(run / "dino_config.json", "the DINO run config")
+            sparo_cfg = config["backbone_cfg"].get("sparo_cfg")
+            records[f"{model}-seed{seed}"] = provenance(
+                config["backbone"], [find_checkpoint(run)], sparo_cfg
+            )
+    return records
 
 
 def read_losses(log: Path) -> list[tuple[int, float]]:
@@ -232,5 +248,8 @@ def write_report(demo: Demo) -> tuple[Path, Path]:
         "",
     ]
     return publish(
-        demo, lines, {"results": results, "parameters": parameters, "training_seconds": training}
+        demo,
+        lines,
+        {"results": results, "parameters": parameters, "training_seconds": training},
+        checkpoints(demo),
     )

@@ -50,13 +50,16 @@ def training_seconds(demo: Demo) -> dict[str, list[float]]:
     }
 
 
-def publish(demo: Demo, lines: list[str], results: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``results.json`` (with the budget); :func:`keep_earlier` has
-    moved earlier ones aside."""
+def publish(
+    demo: Demo, lines: list[str], results: dict[str, Any], provenance: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``results.json`` (with the budget and, per trained run, the
+    provenance record of the checkpoint evaluated); :func:`keep_earlier` has moved earlier ones
+    aside."""
     report, results_path = demo.out / "report.md", demo.out / "results.json"
     write_text(report, "\n".join(lines))
     budget = json.loads((demo.out / "budget.json").read_text())
-    write_json(results_path, {"budget": budget, **results})
+    write_json(results_path, {"budget": budget, **results, "provenance": provenance})
     return report, results_path
 
 

@@ -12,7 +12,7 @@ Training is this package; its evaluation is :mod:`open_clip_sparo.dino.evaluatio
 """
 
 from .backbone import ClassTokenViT, SparoViT, build_backbone
-from .checkpoint import load_backbone, load_checkpoint
+from .checkpoint import find_checkpoint, load_backbone, load_checkpoint
 from .configs import BackboneCfg, get_backbone_cfg, list_backbones
 from .head import DinoHead
 from .loss import DinoLoss
@@ -28,6 +28,7 @@ __all__ = [
     "SparoViT",
     "build_backbone",
     "build_student",
+    "find_checkpoint",
     "get_backbone_cfg",
     "list_backbones",
     "load_backbone",

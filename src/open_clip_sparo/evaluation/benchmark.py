@@ -2,9 +2,13 @@
 
 Every argument of ``clip_benchmark eval`` works unchanged; in addition:
 
-- models load through :func:`open_clip_sparo.io.loading.load_model` (CLIP_benchmark model type
-  ``sparo``, the default here), so registered names with ``--pretrained FILE``, ``local-dir:``
-  folders and training run folders all work; ``--pretrained`` defaults to none;
+- models load through :func:`open_clip_sparo.io.loading.load_model` (a CLIP_benchmark model type
+  ``sparo`` that exists only inside ``sparo eval``, its default), so registered names with
+  ``--pretrained FILE``, ``local-dir:`` folders and training run folders all work;
+  ``--pretrained`` defaults to none;
+- each result JSON records where its model came from (``provenance``: the checkpoint files with
+  their sizes and SHA-256 prefixes, ``sparo_cfg``, versions, command line), and the log names
+  the checkpoint;
 - ``--slots FILE`` (the ``slots.json`` of ``sparo select``, or a JSON list) restricts every model
   to those slots through :func:`open_clip_sparo.select_slots`; each result JSON records the
   slots used;
@@ -40,6 +44,7 @@ from clip_benchmark.datasets import builder
 from clip_benchmark.metrics import linear_probe, zeroshot_classification
 
 from ..io.loading import load_model
+from ..io.provenance import describe
 from ..selection import read_slots, select_slots
 from ..util.files import check_new_files, refuse_existing
 from ..util.metrics import topk_accuracy
@@ -90,12 +95,15 @@ class _Evaluation:
         self.stack = stack
         self.slots: list[int] | None = None
         self.slots_used: list[int] | None = None
+        self.provenance: dict[str, Any] | None = None
 
     def load(
         self, model_name: str, pretrained: str, cache_dir: str | None = None, device: str = "cpu"
     ) -> tuple[torch.nn.Module, Any, Any]:
         loaded = load_model(model_name, pretrained, device=device, cache_dir=cache_dir)
         model = loaded.model
+        self.provenance = loaded.provenance()
+        print(f"sparo eval: {describe(self.provenance)}")
         name = f"--model {model_name}" + (f" --pretrained {pretrained}" if pretrained else "")
         self.stack.enter_context(finite_encodings(model, name))
         if self.slots is not None:
@@ -110,6 +118,7 @@ class _Evaluation:
     def dump(self, result: dict[str, Any], fp: Any, **kwargs: Any) -> None:
         if self.slots_used is not None:
             result = {**result, "slots": self.slots_used}
+        result = {**result, "provenance": self.provenance}
         json.dump(result, fp, **kwargs)
 
 

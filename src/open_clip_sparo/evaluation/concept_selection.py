@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .. import concepts
 from ..concepts.plot import plot_steps
 from ..io.loading import LoadedModel, add_model_args, load_model
+from ..io.provenance import describe
 from ..util.files import atomic_write, check_new_files, write_json
 from .checks import positive_int
 from .datasets import check_dataset_files, default_task, fill_root
@@ -99,6 +100,8 @@ def select(argv: list[str]) -> int:
     )
     _check_data(args)
     loaded = load_model(args.model, args.pretrained, device=args.device)
+    provenance = loaded.provenance()
+    print(f"sparo select: {describe(provenance)}")
     selection, report, protocol = _parts(args, _encoder(loaded, args))
     _check_sizes(selection.num_items, report.num_items, protocol)
     metric = args.metric or default_metric(selection.task, args.recall_k)
@@ -120,6 +123,7 @@ def select(argv: list[str]) -> int:
         "model": args.model,
         "pretrained": args.pretrained,
         "weights": [str(p) for p in loaded.weights],
+        "provenance": provenance,
         "dataset": args.dataset,
         "dataset_root": args.dataset_root,
         "task": selection.task,

@@ -27,6 +27,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
+from .provenance import provenance
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
@@ -41,6 +42,12 @@ class LoadedModel:
     reference: str  # the model reference (a registered name as OpenCLIP spells it)
     weights: list[Path]  # the files the weights and config were read from
     pretrained_tag: str = ""  # the OpenCLIP pretrained tag, when weights came from one
+    run_model_name: str = ""  # a training run's registered model name (its reference is a path)
+
+    @property
+    def model_name(self) -> str:
+        """The registered model name (a run's ``model_name``), else the reference."""
+        return self.run_model_name or self.reference
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies these weights: reference, tag, and the files' paths, sizes and
@@ -53,6 +60,14 @@ class LoadedModel:
                 for p in self.weights
             ],
         }
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance record of a result computed with this model
+        (:func:`open_clip_sparo.io.provenance.provenance`)."""
+        sparo_cfg = getattr(self.model, "model_cfg", {}).get("sparo_cfg")
+        return provenance(
+            self.model_name, self.weights, sparo_cfg, self.pretrained_tag, self.reference
+        )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +247,8 @@ def _load_run(run_dir: Path, reference: str, pretrained: str | None) -> LoadedMo
     tokenizer = open_clip.get_tokenizer(
         name, context_length=model_cfg.get("text_cfg", {}).get("context_length")
     )
-    return LoadedModel(model, preprocess, tokenizer, reference, [run_dir / CONFIG_NAME, checkpoint])
+    files = [run_dir / CONFIG_NAME, checkpoint]
+    return LoadedModel(model, preprocess, tokenizer, reference, files, run_model_name=name)
 
 
 def _run_checkpoint(run_dir: Path, pretrained: str) -> Path:

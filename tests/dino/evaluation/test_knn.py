@@ -62,6 +62,9 @@ def test_knn_command_on_both_backbones(setup, tmp_path, which, capsys):
     assert set(results["knn"]) == {"1", "20"}
     # four colours: even random frozen features find the nearest same-coloured square
     assert results["knn"]["1"]["top1"] > 50
+    (checkpoint,) = results["provenance"]["checkpoint"]
+    assert checkpoint["path"] == str(setup[which].resolve()) and len(checkpoint["sha256"]) == 16
+    assert (results["provenance"]["sparo_cfg"] is None) == (which == 4)
     fails_with(capsys, main, _argv(setup, setup[which], out), "already exist")
 
 

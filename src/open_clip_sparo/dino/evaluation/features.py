@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ...io.provenance import provenance
 from ...selection import read_slots, select_slots
 from ...util.errors import run_entry_point
 from ...util.files import refuse_existing, write_text
@@ -202,7 +203,14 @@ def frozen_features(args: argparse.Namespace) -> FrozenFeatures:
         resolve_device(args),
         slots,
     )
-    checkpoint = {"checkpoint": str(find_checkpoint(args.checkpoint)), "network": args.network}
+    file = find_checkpoint(args.checkpoint)
+    checkpoint = {
+        "checkpoint": str(file),
+        "network": args.network,
+        "provenance": provenance(
+            config["backbone"], [file], config["backbone_cfg"].get("sparo_cfg")
+        ),
+    }
     features.info = {**checkpoint, **features.info}
     return features
 
