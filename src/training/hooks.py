@@ -109,8 +109,11 @@ class SparoRun:
     def _check_model_name(self, args: Any) -> None:
         """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
         schema, _ = factory.parse_model_name(args.model)
-        if schema is not None or factory.get_model_config(args.model) is not None:
-            return
+        try:  # a sparo-* name without a config fails here, saying why
+            if schema is not None or factory.get_model_config(args.model) is not None:
+                return
+        except ValueError as error:
+            raise SparoRunError(f"--model: {error}") from error
         close = difflib.get_close_matches(args.model, open_clip.list_models(), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise SparoRunError(
