@@ -39,7 +39,9 @@ from open_clip_train.distributed import broadcast_object, is_master
 from torch import nn
 
 from open_clip_sparo import SparoCLIP
+from open_clip_sparo.derive import baseline_name
 from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
+from open_clip_sparo.io.pretrained import resolve_pretrained
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
@@ -54,7 +56,7 @@ class SparoOptions:
 
     max_params: int | None = None
     model_kwargs: dict[str, Any] | None = None
-    init_from_clip: Path | None = None
+    init_from_clip: str | None = None  # a path, a pretrained tag of the baseline or hf-hub:ID
     log_slot_stats: int | None = None
 
 
@@ -69,6 +71,7 @@ class SparoRun:
         self.options = options
         self.args: Any = None  # open_clip_train's argparse namespace, once parsed
         self.slot_stats: SlotStatsLogger | None = None
+        self.clip_checkpoint: Path | None = None  # --init-from-clip, resolved to a file
         self.loss_check = FiniteLossCheck()
         self.creates_run_dir = False  # whether this start makes the run folder
         self.started = False  # whether the first epoch has begun
@@ -146,11 +149,12 @@ class SparoRun:
                     "--init-from-clip and --pretrained both give starting weights; use one "
                     "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
                 )
-            if not self.options.init_from_clip.is_file():
-                raise SparoRunError(
-                    f"--init-from-clip {self.options.init_from_clip}: no such file; give a plain "
-                    "OpenCLIP checkpoint of the model's baseline."
+            try:  # resolved before the run folder is made
+                self.clip_checkpoint = resolve_pretrained(
+                    baseline_name(args.model), self.options.init_from_clip
                 )
+            except FileNotFoundError as error:
+                raise SparoRunError(f"--init-from-clip: {error}") from error
         if self.options.model_kwargs:
             try:
                 self._stack.enter_context(
@@ -258,7 +262,7 @@ class SparoRun:
         return factory.get_model_config(args.model)
 
     def _init_from_clip(self, model: nn.Module, master: bool) -> None:
-        path = self.options.init_from_clip
+        path = self.clip_checkpoint
         if self.args.resume:  # open_clip_train has resolved --resume latest by now
             if master:
                 logging.info(f"--init-from-clip skipped: resuming from {self.args.resume}")
