@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import open_clip
@@ -67,3 +68,31 @@ def test_command_explains_a_wrong_checkpoint(tmp_path: Path, capsys: pytest.Capt
     assert main(argv) == 1
     assert "already has SPARO read-outs" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_pretrained_tag_of_the_baseline_is_found_in_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """sparo-ViT-B-32 from ViT-B-32's laion2b_s34b_b79k: random weights in the hub layout
+    under the tag's hub id, resolved offline by OpenCLIP's own download code."""
+    from hub_utils import use_hub_cache, write_hub_file
+
+    torch.manual_seed(0)
+    clip_state = open_clip.create_model("ViT-B-32").state_dict()
+    hub_id = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")["hf_hub"].rstrip("/")
+    use_hub_cache(monkeypatch, tmp_path / "hub")
+    write_hub_file(
+        tmp_path / "hub", hub_id, "open_clip_pytorch_model.bin", partial(torch.save, clip_state)
+    )
+    out = tmp_path / "s.pt"
+    argv = ["--model", "sparo-ViT-B-32", "--clip-checkpoint", "laion2b_s34b_b79k"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "tensors copied" in capsys.readouterr().out
+    state = torch.load(out)
+    kept = [k for k in clip_state if k in state]
+    assert len(kept) == len(clip_state) - 2 - 2 * 12  # projections, each tower's 12th block
+    assert all(torch.equal(state[k], clip_state[k]) for k in kept)
+    assert main([*argv, "--out", str(tmp_path / "other.pt")]) == 0  # a second run: same file
+    assert main([*argv[:3], "openai", "--out", str(tmp_path / "x.pt")]) == 1  # not cached
+    assert "'openai' of ViT-B-32 is not in the Hugging Face hub cache" in capsys.readouterr().err

@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             missing_model_error(args.model, model_configs())
             or f"unknown model {args.model!r}; give sparo-<name> for an OpenCLIP model <name>."
         )
-    torch.manual_seed(args.seed)
-    model = open_clip.create_model(args.model)
     try:
         checkpoint = resolve_pretrained(baseline_name(args.model), args.clip_checkpoint)
+        torch.manual_seed(args.seed)
+        model = open_clip.create_model(args.model)
         report = init_from_clip(model, load_clip_state_dict(checkpoint))
     except (FileNotFoundError, ValueError) as error:
         print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
