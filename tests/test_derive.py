@@ -204,3 +204,19 @@ def test_derived_models_of_each_kind_embed_and_train(name: str, patches: int) ->
         "transformer.resblocks.0.mlp.c_fc.weight",
     ):
         assert not torch.equal(before[key], model.state_dict()[key]), key
+
+
+@pytest.mark.slow
+def test_sparo_vit_b_16_quickgelu_at_full_size_embeds_and_trains() -> None:
+    torch.manual_seed(0)
+    model = open_clip.create_model("sparo-ViT-B-16-quickgelu")
+    base = open_clip.create_model("ViT-B-16-quickgelu")
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in base.parameters())
+    tokens = open_clip.get_tokenizer("sparo-ViT-B-16-quickgelu")(["a cat", "two dogs on grass"])
+    image_features, text_features, logit_scale = model(torch.randn(2, 3, 224, 224), tokens)
+    for features in (image_features, text_features):
+        assert features.shape == (2, 4096) and torch.isfinite(features).all()
+        assert torch.allclose(features.norm(dim=-1), torch.ones(2), atol=1e-5)
+    ClipLoss()(image_features, text_features, logit_scale).backward()
+    assert model.visual.sparo.key.weight.grad.abs().sum() > 0
+    assert model.text_sparo.key.weight.grad.abs().sum() > 0
