@@ -111,17 +111,19 @@ class SparoRun:
 
     def _check_model_name(self, args: Any) -> None:
         """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
-        schema, _ = factory.parse_model_name(args.model)
-        try:  # a sparo-* name without a config fails here, saying why
-            if schema is not None or factory.get_model_config(args.model) is not None:
+        if factory.parse_model_name(args.model)[0] is not None:
+            return
+        try:
+            if factory.get_model_config(args.model) is not None:
                 return
-        except ValueError as error:
-            raise SparoRunError(f"--model: {error}") from error
+            problem = f"--model {args.model!r} is no registered model config."
+        except ValueError as error:  # a sparo-* name without a config says why
+            problem = f"--model: {error}"
         close = difflib.get_close_matches(args.model, open_clip.list_models(), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise SparoRunError(
-            f"--model {args.model!r} is no registered model config.{hint} See "
-            "open_clip.list_models(), or give hf-hub:ORG/NAME or local-dir:PATH."
+            f"{problem}{hint} See open_clip.list_models(), or give hf-hub:ORG/NAME or "
+            "local-dir:PATH."
         )
 
     def _check_run_dir(self, args: Any) -> None:
@@ -143,18 +145,11 @@ class SparoRun:
 
     def _parse_args(self, argv: list[str]) -> Any:
         args = open_clip_train.params.parse_args(argv)
-        if self.options.init_from_clip is not None:
-            if args.pretrained:
-                raise SparoRunError(
-                    "--init-from-clip and --pretrained both give starting weights; use one "
-                    "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
-                )
-            try:  # resolved before the run folder is made
-                self.clip_checkpoint = resolve_pretrained(
-                    baseline_name(args.model), self.options.init_from_clip
-                )
-            except FileNotFoundError as error:
-                raise SparoRunError(f"--init-from-clip: {error}") from error
+        if self.options.init_from_clip is not None and args.pretrained:
+            raise SparoRunError(
+                "--init-from-clip and --pretrained both give starting weights; use one "
+                "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
+            )
         if self.options.model_kwargs:
             try:
                 self._stack.enter_context(
@@ -163,6 +158,13 @@ class SparoRun:
             except ValueError as error:
                 raise SparoRunError(str(error)) from error
         self._check_model_name(args)
+        if self.options.init_from_clip is not None:
+            try:  # resolved before the run folder is made
+                self.clip_checkpoint = resolve_pretrained(
+                    baseline_name(args.model), self.options.init_from_clip
+                )
+            except FileNotFoundError as error:
+                raise SparoRunError(f"--init-from-clip: {error}") from error
         self._check_run_dir(args)
         self.args = args
         return args
