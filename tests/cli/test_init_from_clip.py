@@ -96,3 +96,21 @@ def test_a_pretrained_tag_of_the_baseline_is_found_in_the_hub_cache(
     assert main([*argv, "--out", str(tmp_path / "other.pt")]) == 0  # a second run: same file
     assert main([*argv[:3], "openai", "--out", str(tmp_path / "x.pt")]) == 1  # not cached
     assert "'openai' of ViT-B-32 is not in the Hugging Face hub cache" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("sparo-RN50", "SPARO cannot read RN50 because its vision tower is a ResNet"),
+        ("sparo-nonsense", "OpenCLIP has no model config 'nonsense' to derive it from"),
+    ],
+)
+def test_a_model_without_a_config_is_refused_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture, model: str, message: str
+) -> None:
+    argv = ["--model", model, "--clip-checkpoint", "openai", "--out", str(tmp_path / "s.pt")]
+    with pytest.raises(SystemExit):
+        main(argv)
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert message in error and len(error) < 300
+    assert not (tmp_path / "s.pt").exists()
