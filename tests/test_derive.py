@@ -220,3 +220,15 @@ def test_sparo_vit_b_16_quickgelu_at_full_size_embeds_and_trains() -> None:
     ClipLoss()(image_features, text_features, logit_scale).backward()
     assert model.visual.sparo.key.weight.grad.abs().sum() > 0
     assert model.text_sparo.key.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("pool_type", ["first", "none"])
+def test_other_text_pool_types_read_the_text_up_to_its_padding(pool_type: str) -> None:
+    """No OpenCLIP config pools ``first`` or ``none``; a derived model still reads them."""
+    torch.manual_seed(0)
+    cfg = shrunk(open_clip.get_model_config("sparo-ViT-B-32"), 2)
+    cfg["text_cfg"]["pool_type"] = pool_type
+    tokens = texts(cfg, [5, 3])
+    attn = SparoCLIP(**cfg).encode_text_slots(tokens).attn  # (B, L, N)
+    assert attn[0, :, :5].sum(-1).allclose(torch.ones(8)) and not attn[0, :, 5:].any()
+    assert attn[1, :, :3].sum(-1).allclose(torch.ones(8)) and not attn[1, :, 3:].any()
