@@ -17,6 +17,7 @@ from .openclip_internals import lock_text_tower
 from .output import SparoOutput
 from .readout import Sparo
 from .state_dict import adapt_state_dict, check_state_dict
+from .towers import text_support
 from .vision import SparoVisionTransformer, vision_tower_sizes
 
 
@@ -225,12 +226,12 @@ def _tower_sizes(
             f"{sparo.embed_dim} or change the slot sizes."
         )
     vision_sizes = vision_tower_sizes(vision, sparo)
-    if text.hf_model_name:
+    reason = text_support(asdict(text))
+    if reason is not None:
         raise ValueError(
-            "SPARO needs OpenCLIP's own text transformer; remove text_cfg.hf_model_name."
+            f"SPARO cannot read this text tower: {reason}; use OpenCLIP's own text transformer "
+            "(no text_cfg.hf_model_name, no text_cfg.embed_cls)."
         )
-    if text.embed_cls:
-        raise ValueError("SPARO needs a text transformer without a class token; remove embed_cls.")
     text_sizes = sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
     if sparo.share_queries and vision_sizes.attn_dim != text_sizes.attn_dim:
         raise ValueError(
