@@ -294,18 +294,12 @@ def test_unsupported_towers_are_rejected():
     text_cfg = dict(cfg["text_cfg"], heads=2)
     with pytest.raises(ValueError, match="share_queries"):
         SparoCLIP(256, cfg["vision_cfg"], text_cfg, dict(cfg["sparo_cfg"], share_queries=True))
-    with pytest.raises(ValueError, match="pool_type"):
-        SparoCLIP(
-            256, cfg["vision_cfg"], dict(cfg["text_cfg"], pool_type="first"), cfg["sparo_cfg"]
-        )
     with pytest.raises(ValueError, match="attentional_pool"):
         SparoCLIP(
             256, dict(cfg["vision_cfg"], attentional_pool=True), cfg["text_cfg"], cfg["sparo_cfg"]
         )
-    with pytest.raises(ValueError, match="causal"):
-        SparoCLIP(
-            256, cfg["vision_cfg"], dict(cfg["text_cfg"], no_causal_mask=True), cfg["sparo_cfg"]
-        )
+    with pytest.raises(ValueError, match="class token"):
+        SparoCLIP(256, cfg["vision_cfg"], dict(cfg["text_cfg"], embed_cls=True), cfg["sparo_cfg"])
 
 
 EDGE_CAPTIONS = [  # awkward but legal captions for the model's own tokenizer

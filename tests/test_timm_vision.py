@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 
 from open_clip_sparo import SparoCLIP
+from open_clip_sparo.derive import timm_support
 from open_clip_sparo.io.init_from_clip import init_from_clip
-from open_clip_sparo.timm_vision import SparoTimmVision, timm_support
+from open_clip_sparo.timm_vision import SparoTimmVision
 
 # timm arguments that shrink a trunk of the family (blocks, width, heads, image size); the
 # hybrid trunks' conv stems fix their width, so only their depth and image size shrink

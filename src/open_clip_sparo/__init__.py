@@ -12,8 +12,7 @@ from .embedding import SlotEmbedding
 from .io.checkpoint import save_pretrained
 from .io.loading import load_model
 from .model import SparoCLIP
-from .output import SparoOutput
-from .readout import Sparo
+from .readout import Sparo, SparoOutput
 from .registry import register
 from .selection import select_slots
 from .timm_vision import SparoTimmVision

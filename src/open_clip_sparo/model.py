@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from .config import SparoCfg, TowerSizes
+from .derive import text_support
 from .embedding import SlotEmbedding
-from .eos import after_eos, check_eos_pool_type, eos_positions
+from .eos import after_eos, eos_positions
 from .openclip_internals import lock_text_tower
-from .output import SparoOutput
-from .readout import Sparo
+from .readout import Sparo, SparoOutput
 from .state_dict import adapt_state_dict, check_state_dict
 from .timm_vision import SparoTimmVision
 from .vision import SparoVisionTransformer
@@ -46,6 +46,7 @@ class SparoCLIP(CLIP):
         reduced_text = replace(text, layers=text_sizes.layers, proj_type="none")
         super().__init__(embed_dim, vision_tower.build_cfg(vision, sparo), reduced_text, **kwargs)
         self.sparo_cfg = sparo
+        self.text_pad_id = text.pad_id  # where the text ends for pool types without an EOS token
         # the config this model was built from, as OpenCLIP's factory reads it (for saving)
         self.model_cfg = {
             "embed_dim": embed_dim,
@@ -80,14 +81,14 @@ class SparoCLIP(CLIP):
 
     def text_read_out(self, tokens: torch.Tensor, text: torch.Tensor) -> SparoOutput:
         """Text tokens after ``ln_final`` ``(B, N, width)`` -> :class:`SparoOutput`; the
-        read-out sees positions 0..EOS."""
-        padding = after_eos(text, self.text_pool_type, self.text_eos_id)  # (B, N)
+        read-out sees positions 0..end of the text (``eos.py``)."""
+        padding = after_eos(text, self.text_pool_type, self.text_eos_id, self.text_pad_id)
         slots, attn = self.text_sparo(tokens, padding, queries=self._text_queries())
         return SparoOutput(self.text_slot_embedding(slots), attn)
 
     def eos_positions(self, text: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` position of the end-of-text token, found as OpenCLIP's text pooling finds it."""
-        return eos_positions(text, self.text_pool_type, self.text_eos_id)
+        """``(B,)`` position of the end of the text, found as OpenCLIP's text pooling finds it."""
+        return eos_positions(text, self.text_pool_type, self.text_eos_id, self.text_pad_id)
 
     def _text_tokens(self, text: torch.Tensor) -> torch.Tensor:
         cast_dtype = self.transformer.get_cast_dtype()
@@ -230,16 +231,12 @@ def _tower_sizes(embed_dim: int, text: CLIPTextCfg, sparo: SparoCfg) -> TowerSiz
             f"{sparo.num_slots} * {sparo.slot_dim} = {sparo.embed_dim}; set embed_dim to "
             f"{sparo.embed_dim} or change the slot sizes."
         )
-    if text.hf_model_name:
+    reason = text_support(asdict(text))
+    if reason is not None:
         raise ValueError(
-            "SPARO needs OpenCLIP's own text transformer; remove text_cfg.hf_model_name."
+            f"SPARO cannot read this text tower: {reason}; use OpenCLIP's own text transformer "
+            "(no text_cfg.hf_model_name, no text_cfg.embed_cls)."
         )
-    if text.no_causal_mask or text.embed_cls:
-        raise ValueError(
-            "SPARO needs the causal text transformer without a class token; remove "
-            "text_cfg.no_causal_mask and text_cfg.embed_cls."
-        )
-    check_eos_pool_type(text.pool_type)
     return sparo.tower("text_cfg", text.width, text.width // text.heads, text.layers)
 
 

@@ -1,12 +1,13 @@
 """OpenCLIP's private surface: every name open_clip_sparo uses that OpenCLIP does not promise.
 
 OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
-globals (the model classes ``create_model`` looks up when it runs, the config search path, the
-checkpoint reader, the model-name prefixes), the vision tower builder, the class-token helper,
-the text-tower lock, and the ``VisionTransformer`` methods SPARO overrides or calls (``_embeds``,
-``_pool``, ``lock``; the GAP control overrides ``_global_pool``). The rest of the library reaches
-them only through this module, which checks them all when it is imported and raises one
-``ImportError`` naming the supported ``open_clip_torch`` range when a release lacks any of them.
+globals (the model classes and the config reader ``create_model`` looks up when it runs, the
+config search path and registry, the checkpoint reader, the model-name prefixes), the vision
+tower builder, the class-token helper, the text-tower lock, and the ``VisionTransformer``
+methods SPARO overrides or calls (``_embeds``, ``_pool``, ``lock``; the GAP control overrides
+``_global_pool``). The rest of the library reaches them only through this module, which checks
+them all when it is imported and raises one ``ImportError`` naming the supported
+``open_clip_torch`` range when a release lacks any of them.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from open_clip.transformer import VisionTransformer
 
 # the model classes open_clip.factory.create_model looks up by name in its module when it runs
 FACTORY_MODEL_CLASSES = ("CLIP", "CustomTextCLIP", "CoCa")
+# the config reader create_model and get_tokenizer look up by name in the factory module
+FACTORY_CONFIG_READER = "get_model_config"
 
 _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
     "open_clip.factory": (
         factory,
         (
             *FACTORY_MODEL_CLASSES,
+            FACTORY_CONFIG_READER,
             "_MODEL_CONFIG_PATHS",
+            "_MODEL_CONFIGS",
+            "_natural_key",
             "HF_HUB_PREFIX",
             "LOCAL_DIR_PREFIX",
             "load_state_dict",
@@ -66,11 +72,15 @@ def missing_names() -> list[str]:
         for name in names
         if not hasattr(owner, name)
     ]
-    looked_up = factory.create_model.__code__.co_names
+    lookups = {
+        factory.create_model: (*FACTORY_MODEL_CLASSES, FACTORY_CONFIG_READER),
+        factory.get_tokenizer: (FACTORY_CONFIG_READER,),
+    }
     missing += [
-        f"open_clip.factory.create_model's lookup of {name}"
-        for name in FACTORY_MODEL_CLASSES
-        if name not in looked_up
+        f"open_clip.factory.{function.__name__}'s lookup of {name}"
+        for function, names in lookups.items()
+        for name in names
+        if name not in function.__code__.co_names
     ]
     return missing
 
@@ -97,6 +107,21 @@ lock_text_tower = _transformer.lock_text_tower
 # newer OpenCLIP (its main branch) enumerates a ViT's lock groups in a public layer_groups();
 # where it does, SparoVisionTransformer.lock adds the read-out as a group instead of faking `proj`
 VIT_HAS_LAYER_GROUPS: bool = hasattr(VisionTransformer, "layer_groups")
+
+
+def model_configs() -> dict[str, dict[str, Any]]:
+    """OpenCLIP's registry of model configs by name (what ``list_models`` lists)."""
+    return factory._MODEL_CONFIGS
+
+
+def add_model_configs(configs: dict[str, dict[str, Any]]) -> None:
+    """Register ``configs`` (name -> model config) with OpenCLIP's registry, in its name order;
+    a config already registered under a name (from a file) wins. They stay registered when
+    OpenCLIP rescans its config files (it updates the registry, never clears it)."""
+    merged = {**configs, **factory._MODEL_CONFIGS}
+    factory._MODEL_CONFIGS = dict(
+        sorted(merged.items(), key=lambda item: factory._natural_key(item[0]))
+    )
 
 
 def model_config_paths() -> list[Path]:

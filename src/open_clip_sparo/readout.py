@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from .config import SparoCfg, TowerSizes, check_heads, check_value_dim
+
+
+class SparoOutput(NamedTuple):
+    """Per-slot view of an encoding.
+
+    slots: ``(B, L, V)`` weighted slot vectors; ``slots.flatten(1)`` is the embedding.
+    attn: ``(B, L, N)`` each slot's attention over the encoder's output tokens.
+    """
+
+    slots: torch.Tensor
+    attn: torch.Tensor
 
 
 class Sparo(nn.Module):

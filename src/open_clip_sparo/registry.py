@@ -1,4 +1,5 @@
-"""Registration with OpenCLIP's factory: the ``sparo-*`` configs and the model-class hook.
+"""Registration with OpenCLIP's factory: the ``sparo-*`` configs (shipped and derived,
+``derive.py``) and the model-class hook.
 
 OpenCLIP has no plugin mechanism. ``create_model`` looks the names ``CLIP``, ``CustomTextCLIP``
 and ``CoCa`` up in ``open_clip.factory`` when it runs, and passes every config key to the
@@ -6,7 +7,8 @@ constructor. Replacing ``open_clip.factory.CLIP`` with a dispatcher that builds 
 configs with a ``sparo_cfg`` reaches every entry point, including callers that imported the
 factory functions earlier (``open_clip_train`` does). The factory's weights reader,
 ``open_clip.factory.load_state_dict``, is replaced the same way by the package's checkpoint
-reader, so every ``pretrained=`` file is read as tensors only.
+reader, so every ``pretrained=`` file is read as tensors only. The factory's config reader is
+wrapped too, so that a ``sparo-*`` name without a config fails with one line saying why.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from typing import Any
 import open_clip
 
 from .controls.models import build_control
+from .derive import derived_configs, missing_model_error
 from .model import SparoCLIP
 from .openclip_internals import (
+    FACTORY_CONFIG_READER,
     FACTORY_MODEL_CLASSES,
-    factory,  # its model classes are replaced by the hook
+    add_model_configs,
+    factory,  # its model classes and config reader are replaced by the hooks
     model_config_paths,
+    model_configs,
 )
 from .util.files import read_state_dict
 
@@ -39,6 +45,7 @@ def register() -> None:
     by name."""
     _install_hooks()
     _register_configs()
+    add_model_configs(derived_configs(model_configs()))
 
 
 def read_weights(
@@ -58,6 +65,9 @@ def _install_hooks() -> None:
     for name in FACTORY_MODEL_CLASSES[1:]:
         if not getattr(getattr(factory, name), _MARK, False):
             setattr(factory, name, _reject_sparo(getattr(factory, name)))
+    reader = getattr(factory, FACTORY_CONFIG_READER)
+    if not getattr(reader, _MARK, False):
+        setattr(factory, FACTORY_CONFIG_READER, _explain_missing_sparo(reader))
 
 
 def _dispatch(original: type) -> Callable[..., Any]:
@@ -84,6 +94,23 @@ def _reject_sparo(original: type) -> Callable[..., Any]:
 
     setattr(build, _MARK, True)
     return build
+
+
+def _explain_missing_sparo(read_config: Callable[[str], Any]) -> Callable[[str], Any]:
+    """OpenCLIP's config reader, raising one line for a ``sparo-*`` name it has no config for
+    (instead of the factory's list of every model)."""
+
+    @functools.wraps(read_config)
+    def get_model_config(model_name: str) -> Any:
+        config = read_config(model_name)
+        if config is None:
+            message = missing_model_error(model_name.replace("/", "-"), model_configs())
+            if message is not None:
+                raise ValueError(message)
+        return config
+
+    setattr(get_model_config, _MARK, True)
+    return get_model_config
 
 
 def _route_error(route: str) -> ValueError:

@@ -7,49 +7,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-import timm
 import torch
 from open_clip.model import CLIPVisionCfg
 from open_clip.timm_model import TimmModel
 from torch import nn
 
 from .config import SparoCfg
-from .output import SparoOutput
+from .derive import timm_support
+from .readout import SparoOutput
 from .vision import SlotReadOut
-
-# the timm model modules whose trunks are ViTs: patch (or conv-stem) tokens, prefix tokens,
-# `blocks`, a final norm, and a pooling `forward_head` that passes the tokens through when
-# the pool is ''
-TIMM_VIT_MODULES = (
-    "timm.models.eva",
-    "timm.models.vision_transformer",
-    "timm.models.vision_transformer_hybrid",
-    "timm.models.vision_transformer_relpos",
-    "timm.models.vitamin",
-)
-# the timm_pool values that pool a ViT's tokens (the custom attention pools are for 2D maps)
-TIMM_VIT_POOLS = ("", "avg", "token", "map")
-
-
-def timm_support(vision_cfg: dict[str, Any]) -> str | None:
-    """``None`` when SPARO can read the timm tower of ``vision_cfg`` (a model config's
-    ``vision_cfg``; one without ``timm_model_name`` is no timm tower: ``None``), else the
-    reason it cannot."""
-    name = vision_cfg.get("timm_model_name")
-    if not name:
-        return None
-    if not timm.is_model(name):
-        return f"timm has no model named {name!r}"
-    module = timm.models.model_entrypoint(name).__module__
-    if module not in TIMM_VIT_MODULES:
-        return (
-            f"its timm tower {name} ({module}) is not a ViT-family transformer; SPARO reads a "
-            "sequence of transformer tokens"
-        )
-    pool = vision_cfg.get("timm_pool", CLIPVisionCfg.timm_pool)
-    if pool not in TIMM_VIT_POOLS:
-        return f"its timm_pool={pool!r} is a pool of 2D feature maps, not of ViT tokens"
-    return None
 
 
 class SparoTimmVision(SlotReadOut, TimmModel):

@@ -3,7 +3,7 @@ the read-out half every SPARO vision tower shares."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -12,10 +12,10 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from .config import SparoCfg, TowerSizes
+from .derive import vision_support
 from .embedding import SlotEmbedding
 from .openclip_internals import VIT_HAS_LAYER_GROUPS
-from .output import SparoOutput
-from .readout import Sparo
+from .readout import Sparo, SparoOutput
 
 
 class SlotReadOut:
@@ -133,12 +133,13 @@ class SparoVisionTransformer(SlotReadOut, VisionTransformer):
 
 
 def check_vision_cfg(vision: CLIPVisionCfg) -> None:
-    """SPARO reads out of OpenCLIP's own ViT tower, given as one integer of ``layers``."""
-    if vision.timm_model_name or not isinstance(vision.layers, int):
+    """SPARO reads out of a vision tower :func:`~open_clip_sparo.derive.vision_support` accepts."""
+    reason = vision_support(asdict(vision))
+    if reason is not None:
         raise ValueError(
-            "SPARO (and its DINO class-token twin) needs OpenCLIP's ViT vision tower; remove "
-            "vision_cfg.timm_model_name and give "
-            "vision_cfg.layers as one integer."
+            f"SPARO (and its DINO class-token twin) cannot read this vision tower: {reason}; "
+            "use OpenCLIP's ViT (no timm_model_name, vision_cfg.layers as one integer, no "
+            "attentional_pool)."
         )
 
 

@@ -39,7 +39,9 @@ from open_clip_train.distributed import broadcast_object, is_master
 from torch import nn
 
 from open_clip_sparo import SparoCLIP
+from open_clip_sparo.derive import baseline_name
 from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
+from open_clip_sparo.io.pretrained import resolve_pretrained
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
@@ -54,7 +56,7 @@ class SparoOptions:
 
     max_params: int | None = None
     model_kwargs: dict[str, Any] | None = None
-    init_from_clip: Path | None = None
+    init_from_clip: str | None = None  # a path, a pretrained tag of the baseline or hf-hub:ID
     log_slot_stats: int | None = None
 
 
@@ -69,6 +71,7 @@ class SparoRun:
         self.options = options
         self.args: Any = None  # open_clip_train's argparse namespace, once parsed
         self.slot_stats: SlotStatsLogger | None = None
+        self.clip_checkpoint: Path | None = None  # --init-from-clip, resolved to a file
         self.loss_check = FiniteLossCheck()
         self.creates_run_dir = False  # whether this start makes the run folder
         self.started = False  # whether the first epoch has begun
@@ -108,14 +111,19 @@ class SparoRun:
 
     def _check_model_name(self, args: Any) -> None:
         """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
-        schema, _ = factory.parse_model_name(args.model)
-        if schema is not None or factory.get_model_config(args.model) is not None:
+        if factory.parse_model_name(args.model)[0] is not None:
             return
+        try:
+            if factory.get_model_config(args.model) is not None:
+                return
+            problem = f"--model {args.model!r} is no registered model config."
+        except ValueError as error:  # a sparo-* name without a config says why
+            problem = f"--model: {error}"
         close = difflib.get_close_matches(args.model, open_clip.list_models(), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise SparoRunError(
-            f"--model {args.model!r} is no registered model config.{hint} See "
-            "open_clip.list_models(), or give hf-hub:ORG/NAME or local-dir:PATH."
+            f"{problem}{hint} See open_clip.list_models(), or give hf-hub:ORG/NAME or "
+            "local-dir:PATH."
         )
 
     def _check_run_dir(self, args: Any) -> None:
@@ -137,17 +145,11 @@ class SparoRun:
 
     def _parse_args(self, argv: list[str]) -> Any:
         args = open_clip_train.params.parse_args(argv)
-        if self.options.init_from_clip is not None:
-            if args.pretrained:
-                raise SparoRunError(
-                    "--init-from-clip and --pretrained both give starting weights; use one "
-                    "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
-                )
-            if not self.options.init_from_clip.is_file():
-                raise SparoRunError(
-                    f"--init-from-clip {self.options.init_from_clip}: no such file; give a plain "
-                    "OpenCLIP checkpoint of the model's baseline."
-                )
+        if self.options.init_from_clip is not None and args.pretrained:
+            raise SparoRunError(
+                "--init-from-clip and --pretrained both give starting weights; use one "
+                "(--pretrained for a SPARO checkpoint, --init-from-clip for a plain CLIP one)."
+            )
         if self.options.model_kwargs:
             try:
                 self._stack.enter_context(
@@ -156,6 +158,13 @@ class SparoRun:
             except ValueError as error:
                 raise SparoRunError(str(error)) from error
         self._check_model_name(args)
+        if self.options.init_from_clip is not None:
+            try:  # resolved before the run folder is made
+                self.clip_checkpoint = resolve_pretrained(
+                    baseline_name(args.model), self.options.init_from_clip
+                )
+            except FileNotFoundError as error:
+                raise SparoRunError(f"--init-from-clip: {error}") from error
         self._check_run_dir(args)
         self.args = args
         return args
@@ -255,7 +264,7 @@ class SparoRun:
         return factory.get_model_config(args.model)
 
     def _init_from_clip(self, model: nn.Module, master: bool) -> None:
-        path = self.options.init_from_clip
+        path = self.clip_checkpoint
         if self.args.resume:  # open_clip_train has resolved --resume latest by now
             if master:
                 logging.info(f"--init-from-clip skipped: resuming from {self.args.resume}")

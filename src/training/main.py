@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import open_clip_train.main
 
@@ -63,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--init-from-clip",
-        type=Path,
-        metavar="PATH",
-        help="start from a plain OpenCLIP checkpoint of the baseline: backbone copied, removed "
-        "blocks and projections dropped, read-outs fresh (ignored when resuming)",
+        metavar="CHECKPOINT",
+        help="start from a plain OpenCLIP checkpoint of the baseline X of sparo-X (a path, a "
+        "pretrained tag of X, or hf-hub:ORG/NAME): backbone copied, removed blocks and "
+        "projections dropped, read-outs fresh (ignored when resuming)",
     )
     group.add_argument(
         "--log-slot-stats",

@@ -99,3 +99,13 @@ def test_reads_open_clip_train_checkpoints(
     assert loaded.keys() == clip_state.keys()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_clip_state_dict(tmp_path / "nope.pt")
+
+
+def test_reduce_depth_0_keeps_every_block(clip_state: dict[str, torch.Tensor]) -> None:
+    cfg = open_clip.get_model_config(MODEL)
+    sparo = open_clip.create_model(MODEL, sparo_cfg={**cfg["sparo_cfg"], "reduce_depth": 0})
+    report = init_from_clip(sparo, clip_state)
+    assert set(report.dropped) == {"visual.proj", "text_projection"}
+    assert "transformer.resblocks.3.mlp.c_fc.weight" in report.copied  # the baseline's last
+    state = sparo.state_dict()
+    assert all(torch.equal(state[k], clip_state[k]) for k in report.copied)

@@ -76,7 +76,11 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a file nor a pretrained tag"):
         load_model(TINY_MODEL, str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="not a registered model name"):
+        load_model("ViT-Nope")
+    with pytest.raises(ValueError, match="unknown model 'sparo-ViT-Nope': OpenCLIP has no model"):
         load_model("sparo-ViT-Nope")
+    with pytest.raises(ValueError, match="cannot read RN50 because its vision tower is a ResNet"):
+        load_model("sparo-RN50")
     empty_run = tmp_path / "run"
     (empty_run / "checkpoints").mkdir(parents=True)
     (empty_run / "open_clip_config.json").write_text(

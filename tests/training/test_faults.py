@@ -234,7 +234,9 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     [
         (
             ["--model", "sparo-ViT-Ti-8-6"],
-            "is no registered model config. Did you mean 'sparo-ViT-Ti-8-64'",
+            "no model config 'ViT-Ti-8-6' to derive it from; sparo-<name> exists for every "
+            "OpenCLIP transformer config (open_clip.list_models()). Did you mean "
+            "'sparo-ViT-Ti-8-64'",
         ),
         (["--max-params", "100"], "more than --max-params 100"),
         (

@@ -323,6 +323,31 @@ def test_init_from_clip_and_pretrained_conflict(
     assert [p.name for p in tmp_path.iterdir()] == ["clip.pt"]  # stopped before any run folder
 
 
+@pytest.mark.parametrize(
+    ("model", "checkpoint", "message"),
+    [
+        (MODEL, "no-such-tag", "'no-such-tag' is neither a file nor a pretrained tag of ViT-Ti"),
+        ("sparo-ViT-B-32", "laion2b_s34b_b79k", "'laion2b_s34b_b79k' of ViT-B-32 is not in the"),
+        ("sparo-RN50", "x.pt", "--model: model 'sparo-RN50' does not exist: SPARO cannot read"),
+    ],
+)
+def test_init_from_clip_that_cannot_be_resolved_stops_before_the_run_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    checkpoint: str,
+    message: str,
+) -> None:
+    from hub_utils import use_hub_cache
+
+    use_hub_cache(monkeypatch, tmp_path / "hub")
+    argv = ["--model", model, "--logs", str(tmp_path / "logs"), "--init-from-clip", checkpoint]
+    assert run_in_process(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
 def test_split_args_takes_only_sparo_flags() -> None:
     options, rest = split_args(
         ["--", "--model", MODEL, "--max-params", "1.5e8", "--log-slot-stats", "--epochs", "2",

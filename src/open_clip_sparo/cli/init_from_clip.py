@@ -10,7 +10,10 @@ from pathlib import Path
 import open_clip
 import torch
 
+from ..derive import baseline_name, missing_model_error
 from ..io.init_from_clip import init_from_clip, load_clip_state_dict
+from ..io.pretrained import resolve_pretrained
+from ..openclip_internals import model_configs
 from ..util.files import atomic_write
 
 
@@ -35,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="SPARO model name, e.g. sparo-ViT-B-16")
     parser.add_argument(
-        "--clip-checkpoint", required=True, help="plain OpenCLIP checkpoint of the baseline"
+        "--clip-checkpoint",
+        required=True,
+        help="plain OpenCLIP checkpoint of the baseline X of sparo-X: a path, a pretrained tag "
+        "of X (open_clip.list_pretrained_tags_by_model) or hf-hub:ORG/NAME, found in the "
+        "Hugging Face hub cache as OpenCLIP's pretrained= finds it",
     )
     parser.add_argument(
         "--out",
@@ -50,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.out} already exists; choose another --out (nothing was written).")
     if args.model not in open_clip.list_models():
         parser.error(
-            f"unknown model {args.model!r}; choose a sparo-* name from open_clip.list_models()."
+            missing_model_error(args.model, model_configs())
+            or f"unknown model {args.model!r}; give sparo-<name> for an OpenCLIP model <name>."
         )
-    torch.manual_seed(args.seed)
-    model = open_clip.create_model(args.model)
     try:
-        report = init_from_clip(model, load_clip_state_dict(args.clip_checkpoint))
+        checkpoint = resolve_pretrained(baseline_name(args.model), args.clip_checkpoint)
+        torch.manual_seed(args.seed)
+        model = open_clip.create_model(args.model)
+        report = init_from_clip(model, load_clip_state_dict(checkpoint))
     except (FileNotFoundError, ValueError) as error:
         print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from ..state_dict import PLAIN_CLIP_KEYS, READOUT_PREFIXES
 from ..util.files import read_state_dict
 
 _TEXT_BLOCK_PREFIX = "transformer.resblocks."
+_CUSTOM_TEXT_PREFIX = "text."
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def init_from_clip(
             "the checkpoint already has SPARO read-outs; load it directly (--pretrained) "
             "instead of converting it."
         )
+    clip_state_dict = _clip_layout(clip_state_dict)
     target = model.state_dict()
     kept_blocks = _check_block_counts(model, target, clip_state_dict)
     # what the vision tower's read-out replaces (its pooling and projection), by its class
@@ -98,7 +100,7 @@ def init_from_clip(
                 copied[key] = shape
             else:
                 mismatched.append(f"{key}: checkpoint {shape} vs model {tuple(target[key].shape)}")
-        elif key in PLAIN_CLIP_KEYS or key.startswith(replaced) or _removed_block(key, kept_blocks):
+        elif _is_projection(key) or key.startswith(replaced) or _removed_block(key, kept_blocks):
             dropped[key] = shape
         else:
             unexpected.append(key)
@@ -122,6 +124,20 @@ def init_from_clip(
             target[key].copy_(clip_state_dict[key])
     ordered_copied = {k: copied[k] for k in target if k in copied}
     return ConversionReport(ordered_copied, dropped, new)
+
+
+def _clip_layout(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` in CLIP's layout: OpenCLIP's ``CustomTextCLIP`` (SigLIP, PE-Core, ...) keeps
+    its own text transformer under ``text.``, where ``CLIP`` (and so SPARO) has it at the top."""
+    if not any(key.startswith(_CUSTOM_TEXT_PREFIX) for key in state_dict):
+        return state_dict
+    return {key.removeprefix(_CUSTOM_TEXT_PREFIX): t for key, t in state_dict.items()}
+
+
+def _is_projection(key: str) -> bool:
+    """A tower's output projection: a parameter (``text_projection``) or a linear layer's weight
+    or bias (``text_projection.weight``, as SigLIP's text tower has it)."""
+    return key.removesuffix(".weight").removesuffix(".bias") in PLAIN_CLIP_KEYS
 
 
 def _check_block_counts(

@@ -24,7 +24,8 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
-from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
+from ..derive import missing_model_error
+from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, model_configs
 from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
 from .provenance import provenance
@@ -146,9 +147,9 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
         )
     if name not in open_clip.list_models():
         raise ValueError(
-            f"model {reference!r} is not a registered model name, a local-dir: folder or a "
-            "training run folder; registered SPARO models: "
-            f"{[m for m in open_clip.list_models() if m.startswith('sparo-')]}."
+            missing_model_error(name, model_configs())
+            or f"model {reference!r} is not a registered model name, a local-dir: folder or a "
+            "training run folder; see open_clip.list_models() (sparo-<name> for SPARO models)."
         )
     if not pretrained and Path(reference).is_dir():
         raise ValueError(
