@@ -7,6 +7,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from checkpoint_utils import BAD_CHECKPOINTS, bad_checkpoint
 
 from open_clip_sparo import cli
 from open_clip_sparo.cli.init_from_clip import main, save_state_dict
@@ -64,6 +65,19 @@ def test_command_explains_a_wrong_checkpoint(tmp_path: Path, capsys: pytest.Capt
     save_state_dict(open_clip.create_model(MODEL).state_dict(), sparo_checkpoint)
     out = tmp_path / "merged.pt"
     argv = ["--model", MODEL, "--clip-checkpoint", str(sparo_checkpoint), "--out", str(out)]
-    assert main(argv) == 1
+    assert cli.main(["init-from-clip", *argv]) == 1
     assert "already has SPARO read-outs" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
+def test_command_reads_the_checkpoint_through_the_one_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kind: str
+) -> None:
+    path = bad_checkpoint(tmp_path, kind)
+    argv = ["--model", MODEL, "--clip-checkpoint", str(path), "--out", str(tmp_path / "out.pt")]
+    assert cli.main(["init-from-clip", *argv]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"sparo init-from-clip: error: CLIP checkpoint {path} ")
+    assert BAD_CHECKPOINTS[kind] in error and len(error.splitlines()) == 1
+    assert "weights_only" not in error and not (tmp_path / "code-ran").exists()

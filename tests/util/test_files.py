@@ -10,6 +10,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from checkpoint_utils import crafted_checkpoint
 
 from open_clip_sparo.dino import load_checkpoint as dino_checkpoint
 from open_clip_sparo.io.init_from_clip import load_clip_state_dict
@@ -34,26 +35,6 @@ def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) 
     buffer = io.BytesIO()
     atomic_save({"epoch": 4}, buffer)  # open files and buffers: written as torch.save writes
     assert torch.load(io.BytesIO(buffer.getvalue()))["epoch"] == 4
-
-
-class WritesMarker:
-    """Unpickled, it creates the file ``marker``: a harmless stand-in for a crafted checkpoint's
-    code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (open, (str(self.marker), "w"))
-
-
-def crafted_checkpoint(folder: Path, name: str = "epoch_1.pt") -> tuple[Path, Path]:
-    """A checkpoint whose unpickling would run code (create a marker file): path, marker."""
-    marker = folder / "code-ran"
-    path = folder / name
-    state = {"visual.conv1.weight": torch.zeros(1)}
-    torch.save({"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}, path)
-    return path, marker
 
 
 def _read_resume(path: Path) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     torch.manual_seed(args.seed)
     model = open_clip.create_model(args.model)
-    try:
-        report = init_from_clip(model, load_clip_state_dict(args.clip_checkpoint))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
-        return 1
+    report = init_from_clip(model, load_clip_state_dict(args.clip_checkpoint))
     save_state_dict(model.state_dict(), args.out)
     print(report.table())
     print(
