@@ -16,7 +16,7 @@ from .eos import after_eos, check_eos_pool_type, eos_positions
 from .openclip_internals import lock_text_tower
 from .output import SparoOutput
 from .readout import Sparo
-from .state_dict import adapt_state_dict, check_state_dict
+from .state_dict import adapt_state_dict, check_state_dict, without_scripted_buffers
 from .vision import SparoVisionTransformer, vision_tower_sizes
 
 
@@ -193,11 +193,7 @@ class SparoCLIP(CLIP):
         return names
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if "attn_mask" in state_dict:
-            # a scripted model's state (--torchscript checkpoints) holds the causal mask too,
-            # a buffer this model builds and does not save
-            state_dict = copy.copy(state_dict)  # keeps an OrderedDict's _metadata
-            del state_dict["attn_mask"]
+        state_dict = without_scripted_buffers(state_dict)  # --torchscript checkpoints
         state_dict = adapt_state_dict(self, state_dict, strict)  # e.g. the authors' fork's
         if strict:
             check_state_dict(self, state_dict)

@@ -2,11 +2,12 @@
 
 OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
 globals (the model classes ``create_model`` looks up when it runs, the config search path, the
-checkpoint reader, the model-name prefixes), the vision tower builder, the class-token helper,
-the text-tower lock, and the ``VisionTransformer`` methods SPARO overrides or calls (``_embeds``,
-``_pool``, ``lock``; the GAP control overrides ``_global_pool``). The rest of the library reaches
-them only through this module, which checks them all when it is imported and raises one
-``ImportError`` naming the supported ``open_clip_torch`` range when a release lacks any of them.
+checkpoint reader and loader, the model-name prefixes), the vision tower builder, the class-token
+helper, the text-tower lock, and the ``VisionTransformer`` methods SPARO overrides or calls
+(``_embeds``, ``_pool``, ``lock``; the GAP control overrides ``_global_pool``). The rest of the
+library reaches them only through this module, which checks them all when it is imported and
+raises one ``ImportError`` naming the supported ``open_clip_torch`` range when a release lacks
+any of them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
             "HF_HUB_PREFIX",
             "LOCAL_DIR_PREFIX",
             "load_state_dict",
+            "load_checkpoint",
         ),
     ),
     "open_clip.model": (_model, ("_build_vision_tower",)),
