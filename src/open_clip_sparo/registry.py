@@ -34,7 +34,7 @@ from .state_dict import (
     register_model_finder,
     without_scripted_buffers,
 )
-from .util.files import read_state_dict
+from .util.files import UnreadableFileError, read_state_dict
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 _MARK = "__sparo_dispatch__"
@@ -70,8 +70,12 @@ def _checked_load(original: Callable[..., Any]) -> Callable[..., Any]:
         model: torch.nn.Module, checkpoint_path: str, strict: bool = True, *args: Any, **kwargs: Any
     ) -> Any:
         if strict and Path(checkpoint_path).suffix not in (".npz", ".npy"):  # not big_vision's
-            fix = "give a model's weights."
-            check_state_dict(model, read_state_dict(checkpoint_path, fix=fix, lazy=True))
+            try:
+                state_dict = read_state_dict(checkpoint_path, lazy=True)
+            except (UnreadableFileError, OSError):
+                state_dict = None  # reported, naming the file, by the reader OpenCLIP calls next
+            if state_dict is not None:
+                check_state_dict(model, state_dict)
         return original(model, checkpoint_path, strict, *args, **kwargs)
 
     setattr(load_checkpoint, _MARK, True)

@@ -18,10 +18,16 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite: the run stops before it changes the weights."""
 
 
+class DiskFullError(OSError):
+    """A file that could not be written for lack of space (or quota): the message names the
+    folder and the space needed; what was there before is left as it was."""
+
+
 # what an expected failure raises; every other exception is a bug
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     NonFiniteLossError,
+    DiskFullError,
     FileExistsError,
     FileNotFoundError,
     IsADirectoryError,
