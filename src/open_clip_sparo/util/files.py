@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import torch
 
-from .errors import DiskFullError
+from .errors import DiskFullError, dangling_link_message, unusable_path_message
 
 PARTIAL_SUFFIX = ".partial"  # not ``.pt``: a resume never considers these files
 _EPOCH_CHECKPOINT = re.compile(r"epoch_(\d+)\.pt")
@@ -56,11 +56,20 @@ def atomic_write(
     path = Path(path)
     if not overwrite:
         refuse_existing([path], "choose another path or remove it (nothing was written).")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if (link := dangling_link_message(path)) is not None:
+        raise FileNotFoundError(f"{path} cannot be written: {link} (nothing was written).")
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = partial.open("wb")
+    except OSError as error:
+        message = unusable_path_message(error, str(path))
+        if message is None:
+            raise
+        raise PermissionError(f"{message} (nothing was written).") from None
     written = 0
     try:
-        with partial.open("wb") as file:
+        with file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -322,6 +331,8 @@ def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[P
         raise ValueError(f"{duplicates} would be written more than once; {fix}")
     refuse_existing(paths, fix)
     for path in paths:
+        if (link := dangling_link_message(path)) is not None:
+            raise FileNotFoundError(f"{path} cannot be written: {link}; {fix}")
         parent = path.absolute().parent
         while not parent.exists():
             parent = parent.parent
