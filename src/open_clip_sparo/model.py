@@ -16,7 +16,7 @@ from .embedding import SlotEmbedding
 from .eos import after_eos, eos_positions
 from .openclip_internals import lock_text_tower
 from .readout import Sparo, SparoOutput
-from .state_dict import adapt_state_dict, check_state_dict
+from .state_dict import adapt_state_dict, check_state_dict, without_scripted_buffers
 from .timm_vision import SparoTimmVision
 from .vision import SparoVisionTransformer
 
@@ -197,11 +197,7 @@ class SparoCLIP(CLIP):
         return names
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if "attn_mask" in state_dict:
-            # a scripted model's state (--torchscript checkpoints) holds the causal mask too,
-            # a buffer this model builds and does not save
-            state_dict = copy.copy(state_dict)  # keeps an OrderedDict's _metadata
-            del state_dict["attn_mask"]
+        state_dict = without_scripted_buffers(state_dict)  # --torchscript checkpoints
         state_dict = adapt_state_dict(self, state_dict, strict)  # e.g. the authors' fork's
         if strict:
             check_state_dict(self, state_dict)

@@ -5,21 +5,23 @@ OpenCLIP has no plugin mechanism. ``create_model`` looks the names ``CLIP``, ``C
 and ``CoCa`` up in ``open_clip.factory`` when it runs, and passes every config key to the
 constructor. Replacing ``open_clip.factory.CLIP`` with a dispatcher that builds ``SparoCLIP`` for
 configs with a ``sparo_cfg`` reaches every entry point, including callers that imported the
-factory functions earlier (``open_clip_train`` does). The factory's weights reader,
-``open_clip.factory.load_state_dict``, is replaced the same way by the package's checkpoint
-reader, so every ``pretrained=`` file is read as tensors only. The factory's config reader is
-wrapped too, so that a ``sparo-*`` name without a config fails with one line saying why.
+factory functions earlier (``open_clip_train`` does). The factory's weights reader and loader
+are replaced the same way: every ``pretrained=`` file is read by the package's checkpoint reader
+(tensors only), and checked against the model (``state_dict.check_state_dict``) before OpenCLIP
+resizes anything. The factory's config reader is wrapped too, so
+that a ``sparo-*`` name without a config fails with one line saying why.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import open_clip
+import torch
 
 from .controls.models import build_control
 from .derive import derived_configs, missing_model_error
@@ -32,7 +34,13 @@ from .openclip_internals import (
     model_config_paths,
     model_configs,
 )
-from .util.files import read_state_dict
+from .state_dict import (
+    SCRIPTED_BUFFERS,
+    check_state_dict,
+    register_model_finder,
+    without_scripted_buffers,
+)
+from .util.files import UnreadableFileError, read_state_dict
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 _MARK = "__sparo_dispatch__"
@@ -55,11 +63,61 @@ def read_weights(
     tensors only whatever ``weights_only`` says (OpenCLIP retries some failures without it), with
     one-line errors naming the file."""
     state_dict = read_state_dict(checkpoint_path, "the checkpoint", "give a model's weights.")
+    state_dict = without_scripted_buffers(state_dict)  # --torchscript checkpoints, every family
     return {key: tensor.to(device) for key, tensor in state_dict.items()}
+
+
+def _checked_load(original: Callable[..., Any]) -> Callable[..., Any]:
+    """OpenCLIP's ``load_checkpoint``, after checking that the file's tensors fit the model:
+    OpenCLIP resizes position embeddings first and asserts on another width
+    (``text pos_embed width changed!``) before PyTorch would name a mismatch."""
+
+    @functools.wraps(original)
+    def load_checkpoint(
+        model: torch.nn.Module, checkpoint_path: str, strict: bool = True, *args: Any, **kwargs: Any
+    ) -> Any:
+        if strict and Path(checkpoint_path).suffix not in (".npz", ".npy"):  # not big_vision's
+            try:
+                state_dict = read_state_dict(checkpoint_path, lazy=True)
+            except (UnreadableFileError, OSError):
+                state_dict = None  # reported, naming the file, by the reader OpenCLIP calls next
+            if state_dict is not None:
+                check_state_dict(model, state_dict)
+        return original(model, checkpoint_path, strict, *args, **kwargs)
+
+    setattr(load_checkpoint, _MARK, True)
+    return load_checkpoint
+
+
+@functools.cache
+def _registered_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """The tensor names and shapes of this package's configs and their OpenCLIP baselines
+    (built on the ``meta`` device: no memory, no time)."""
+    ours = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    baselines = sorted({name.split("-", 1)[1] for name in ours if not name.startswith("ViT")})
+    shapes = {}
+    for name in ours + [b for b in baselines if b not in ours]:
+        config = open_clip.get_model_config(name)
+        if config is None:
+            continue
+        with torch.device("meta"):
+            model = factory.CLIP(**config)
+        shapes[name] = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    return shapes
+
+
+def registered_models_of(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """The registered models (this package's and their baselines) whose tensors, by names and
+    shapes, ``state_dict`` holds."""
+    found = {k: tuple(v.shape) for k, v in state_dict.items() if k not in SCRIPTED_BUFFERS}
+    return [name for name, shapes in _registered_shapes().items() if shapes == found]
 
 
 def _install_hooks() -> None:
     factory.load_state_dict = read_weights
+    if not getattr(factory.load_checkpoint, _MARK, False):
+        factory.load_checkpoint = _checked_load(factory.load_checkpoint)
+    register_model_finder(registered_models_of)
     if not getattr(factory.CLIP, _MARK, False):
         factory.CLIP = _dispatch(factory.CLIP)
     for name in FACTORY_MODEL_CLASSES[1:]:

@@ -84,8 +84,8 @@ class SparoVisionTransformer(SlotReadOut, VisionTransformer):
         """
         if type(vit) is not VisionTransformer:
             raise ValueError(
-                f"SPARO needs OpenCLIP's VisionTransformer tower, got {type(vit).__name__}; "
-                "timm and ResNet vision towers are not supported."
+                f"SparoVisionTransformer specialises OpenCLIP's VisionTransformer, got "
+                f"{type(vit).__name__}; timm towers take SparoTimmVision, ResNets no read-out."
             )
         if vit.attn_pool is not None:
             raise ValueError(

@@ -3,6 +3,7 @@ import json
 import open_clip
 import pytest
 import torch
+from checkpoint_utils import BAD_CHECKPOINTS, bad_checkpoint
 from fork_utils import (
     VARIANTS,
     build,
@@ -78,4 +79,18 @@ def test_checkpoint_of_another_config_names_the_keys(tmp_path, capsys):
     assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "visual.sparo.queries: checkpoint (16, 16) vs model (8, 16)" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
+def test_checkpoint_is_read_through_the_one_reader(tmp_path, capsys, kind):
+    config = tmp_path / "fork.json"
+    config.write_text(json.dumps(fork_config()))
+    path = bad_checkpoint(tmp_path, kind)
+    argv = ["--config", str(config), "--checkpoint", str(path), "--out", str(tmp_path / "out")]
+    assert cli.main(["convert-fork", *argv]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"sparo convert-fork: error: --checkpoint {path} ")
+    assert BAD_CHECKPOINTS[kind] in error and len(error.splitlines()) == 1
+    assert "weights_only" not in error and not (tmp_path / "code-ran").exists()
     assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from checkpoint_utils import BAD_CHECKPOINTS, bad_checkpoint
 
 from open_clip_sparo import cli
 from open_clip_sparo.cli.init_from_clip import main, save_state_dict
@@ -65,7 +66,7 @@ def test_command_explains_a_wrong_checkpoint(tmp_path: Path, capsys: pytest.Capt
     save_state_dict(open_clip.create_model(MODEL).state_dict(), sparo_checkpoint)
     out = tmp_path / "merged.pt"
     argv = ["--model", MODEL, "--clip-checkpoint", str(sparo_checkpoint), "--out", str(out)]
-    assert main(argv) == 1
+    assert cli.main(["init-from-clip", *argv]) == 1
     assert "already has SPARO read-outs" in capsys.readouterr().err
     assert not out.exists()
 
@@ -94,7 +95,8 @@ def test_a_pretrained_tag_of_the_baseline_is_found_in_the_hub_cache(
     assert len(kept) == len(clip_state) - 2 - 2 * 12  # projections, each tower's 12th block
     assert all(torch.equal(state[k], clip_state[k]) for k in kept)
     assert main([*argv, "--out", str(tmp_path / "other.pt")]) == 0  # a second run: same file
-    assert main([*argv[:3], "openai", "--out", str(tmp_path / "x.pt")]) == 1  # not cached
+    not_cached = [*argv[:3], "openai", "--out", str(tmp_path / "x.pt")]
+    assert cli.main(["init-from-clip", *not_cached]) == 1
     assert "'openai' of ViT-B-32 is not in the Hugging Face hub cache" in capsys.readouterr().err
 
 
@@ -147,3 +149,16 @@ def test_a_model_without_a_config_is_refused_with_the_reason(
     error = capsys.readouterr().err.splitlines()[-1]
     assert message in error and len(error) < 300
     assert not (tmp_path / "s.pt").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
+def test_command_reads_the_checkpoint_through_the_one_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kind: str
+) -> None:
+    path = bad_checkpoint(tmp_path, kind)
+    argv = ["--model", MODEL, "--clip-checkpoint", str(path), "--out", str(tmp_path / "out.pt")]
+    assert cli.main(["init-from-clip", *argv]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"sparo init-from-clip: error: CLIP checkpoint {path} ")
+    assert BAD_CHECKPOINTS[kind] in error and len(error.splitlines()) == 1
+    assert "weights_only" not in error and not (tmp_path / "code-ran").exists()

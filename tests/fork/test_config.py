@@ -67,3 +67,29 @@ def test_options_without_an_equivalent_are_refused_by_name(options, tower, messa
 def test_translated_values_are_checked_by_sparo_cfg():
     with pytest.raises(ValueError, match="num_heads=3 does not divide num_slots=8"):
         from_fork_config(fork_config(sparo_heads=3))
+
+
+@pytest.mark.parametrize(
+    ("options", "tower", "message"),
+    [
+        ({"L": 10**9}, {}, "L=1000000000 (a whole number from 1 to 65536)"),
+        ({}, {"vision_cfg": {"width": 10**9}}, "vision_cfg.width=1000000000 (a whole number"),
+        ({}, {"vision_cfg": {"layers": -2}}, "vision_cfg.layers=-2 (a whole number from 1"),
+        ({}, {"text_cfg": {"heads": 2.5}}, "text_cfg.heads=2.5 (a whole number from 1"),
+        ({}, {"vision_cfg": None}, "vision_cfg is null, not a JSON object"),
+    ],
+)
+def test_sizes_are_checked_before_anything_is_built(options, tower, message):
+    # before: translated as they are, then SparoCLIP allocated terabytes (L, width) or failed
+    # deep in OpenCLIP (layers), or called a null tower an option without equivalent
+    cfg = fork_config(**options)
+    for name, keys in tower.items():
+        cfg[name] = None if keys is None else cfg[name] | keys
+    with pytest.raises(ValueError) as error:
+        from_fork_config(cfg)
+    assert str(error.value).startswith(
+        f"the fork config has values no model can be built from: {message}"
+    )
+    assert str(error.value).endswith(
+        "Fix these keys (the fork's model_configs/*.json give real sizes); nothing was built."
+    )

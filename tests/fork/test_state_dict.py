@@ -87,3 +87,21 @@ def test_sparo_commands_load_a_fork_checkpoint_of_a_registered_model_as_is(tmp_p
     loaded = load_model("sparo-ViT-Ti-8-64", str(checkpoint)).model
     expected = fork_embeddings(original, fork, cfg)
     torch.testing.assert_close(embeddings(loaded, cfg), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_checkpoint_is_named_before_any_option_check(value):
+    model = build(fork_config())
+    fork = to_fork_layout(model)
+    assert torch.equal(fork["visual.sparo.v.weight"], fork["visual.sparo.k.weight"])  # share_kv
+    damaged = torch.full_like(fork["visual.sparo.k.weight"], value)  # a diverged run's
+    fork["visual.sparo.k.weight"] = fork["visual.sparo.v.weight"] = damaged
+    # before: "visual.sparo.v.weight differs from visual.sparo.k.weight, so it was trained with
+    # share_kv=false" (NaN != NaN)
+    with pytest.raises(ValueError) as error:
+        model.load_state_dict(fork)
+    assert str(error.value).startswith(
+        "the checkpoint holds NaN or infinite values in visual.sparo.k.weight, "
+        "visual.sparo.v.weight: it was saved by a run that diverged"
+    )
+    assert "share_kv" not in str(error.value)

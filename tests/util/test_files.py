@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
+from checkpoint_utils import crafted_checkpoint
 
 from open_clip_sparo.dino import load_checkpoint as dino_checkpoint
 from open_clip_sparo.io.init_from_clip import load_clip_state_dict
 from open_clip_sparo.io.loading import load_model
+from open_clip_sparo.util.errors import run_entry_point
 from open_clip_sparo.util.files import atomic_save, load_torch_file, read_state_dict
 
 
@@ -34,26 +38,6 @@ def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) 
     buffer = io.BytesIO()
     atomic_save({"epoch": 4}, buffer)  # open files and buffers: written as torch.save writes
     assert torch.load(io.BytesIO(buffer.getvalue()))["epoch"] == 4
-
-
-class WritesMarker:
-    """Unpickled, it creates the file ``marker``: a harmless stand-in for a crafted checkpoint's
-    code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (open, (str(self.marker), "w"))
-
-
-def crafted_checkpoint(folder: Path, name: str = "epoch_1.pt") -> tuple[Path, Path]:
-    """A checkpoint whose unpickling would run code (create a marker file): path, marker."""
-    marker = folder / "code-ran"
-    path = folder / name
-    state = {"visual.conv1.weight": torch.zeros(1)}
-    torch.save({"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}, path)
-    return path, marker
 
 
 def _read_resume(path: Path) -> object:
@@ -115,3 +99,51 @@ def test_no_checkpoint_runs_code_even_when_pytorch_is_told_to_allow_it(
         READERS[reader](path)
     assert not marker.exists(), f"{reader} ran the checkpoint's code"
     assert path.name in str(error.value) and "weights_only" not in str(error.value)
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk that fills up after ``room`` bytes."""
+
+    room = 1000
+
+    def write(self, data: bytes) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_a_full_disk_ends_in_one_line_naming_the_folder_and_the_space_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "epoch_1.pt"
+    atomic_save({"epoch": 1}, path)
+    save = torch.serialization.save
+    # torch.save writes to a file whose disk is full: PyTorch raises its own RuntimeError
+    # ("enforce fail at inline_container.cc") from the writer's OSError
+    monkeypatch.setattr(
+        torch.serialization,
+        "save",
+        lambda obj, file, *a, **k: save(obj, FullDisk(file.fileno(), "wb", closefd=False), *a, **k),
+    )
+    state = {"epoch": 2, "state_dict": {"w": torch.zeros(2**18)}}  # 1 MB of tensors
+
+    def main(argv: None) -> int:
+        atomic_save(state, path)
+        return 0
+
+    assert run_entry_point("training.main", main, None) == 1
+    error = capsys.readouterr().err
+    assert re.fullmatch(
+        re.escape(
+            f"training.main: error: no space left to write epoch_1.pt in {tmp_path}: it needs "
+            "about 1.0 MB and "
+        )
+        + r"[0-9.]+ MB"
+        + re.escape(
+            " are free there; free some space or write to another folder (nothing was "
+            f"replaced: {path} is as it was)\n"
+        ),
+        error,
+    )
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pt"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,14 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             missing_model_error(args.model, model_configs())
             or f"unknown model {args.model!r}; give sparo-<name> for an OpenCLIP model <name>."
         )
-    try:
-        checkpoint = resolve_pretrained(baseline_name(args.model), args.clip_checkpoint)
-        torch.manual_seed(args.seed)
-        model = open_clip.create_model(args.model)
-        report = init_from_clip(model, load_clip_state_dict(checkpoint))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"sparo init-from-clip: error: {error}", file=sys.stderr)
-        return 1
+    checkpoint = resolve_pretrained(baseline_name(args.model), args.clip_checkpoint)
+    torch.manual_seed(args.seed)
+    model = open_clip.create_model(args.model)
+    report = init_from_clip(model, load_clip_state_dict(checkpoint))
     save_state_dict(model.state_dict(), args.out)
     print(report.table())
     print(

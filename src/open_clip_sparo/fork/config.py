@@ -92,6 +92,59 @@ _TOP_REFUSED = {
 }
 
 
+# the sizes of a fork config, checked before anything is built: key -> (smallest, largest); the
+# largest is far above any real model's (ViT-bigG: width 1664; multilingual vocabularies: 250k)
+# and keeps a mistyped size from allocating terabytes
+_WIDE = 2**16
+_SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "L": (1, _WIDE),
+    "V": (1, _WIDE),
+    "sparo_attn_dim": (1, _WIDE),
+    "sparo_value_dim": (1, _WIDE),
+    "sparo_heads": (1, _WIDE),
+    "reduce_depth": (0, 1024),
+    "vision_cfg.layers": (1, 1024),
+    "vision_cfg.width": (1, _WIDE),
+    "vision_cfg.head_width": (1, _WIDE),
+    "vision_cfg.patch_size": (1, _WIDE),
+    "vision_cfg.image_size": (1, _WIDE),
+    "text_cfg.context_length": (1, _WIDE),
+    "text_cfg.vocab_size": (1, 2**22),
+    "text_cfg.width": (1, _WIDE),
+    "text_cfg.heads": (1, _WIDE),
+    "text_cfg.layers": (1, 1024),
+}
+
+
+def _check_sizes(fork_cfg: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming every size of ``fork_cfg`` that is not a whole number in its
+    range (and a tower that is not a JSON object), before anything is built."""
+    problems = [
+        f"{tower} is {'null' if fork_cfg[tower] is None else type(fork_cfg[tower]).__name__}, "
+        "not a JSON object"
+        for tower in ("vision_cfg", "text_cfg")
+        if tower in fork_cfg and not isinstance(fork_cfg[tower], dict)
+    ]
+    for key, (smallest, largest) in _SIZE_LIMITS.items():
+        tower, _, name = key.rpartition(".")
+        cfg = fork_cfg.get(tower) if tower else fork_cfg
+        value = cfg.get(name) if isinstance(cfg, dict) else None
+        if value is None or (name == "layers" and isinstance(value, list)):  # ResNet: refused
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not smallest <= value <= largest
+        ):
+            problems.append(f"{key}={value!r} (a whole number from {smallest} to {largest})")
+    if problems:
+        raise ValueError(
+            "the fork config has values no model can be built from: "
+            f"{'; '.join(problems)}. Fix these keys (the fork's model_configs/*.json give real "
+            "sizes); nothing was built."
+        )
+
+
 @dataclass(frozen=True)
 class ForkConfig:
     """A fork model config translated: ``model_cfg`` for :class:`~open_clip_sparo.SparoCLIP`
@@ -109,6 +162,7 @@ def from_fork_config(fork_cfg: dict[str, Any]) -> ForkConfig:
     """
     if not isinstance(fork_cfg, dict):
         raise ValueError(f"a fork model config is a JSON object, got {type(fork_cfg).__name__}.")
+    _check_sizes(fork_cfg)
     problems: list[str] = []
     notes: list[str] = []
     if fork_cfg.get("use_sparo") is not True:
@@ -200,9 +254,6 @@ def _tower(
     notes: list[str],
 ) -> dict[str, Any]:
     """One tower config: ``same`` keys copied, ``ignored`` noted, set ``refused`` ones refused."""
-    if not isinstance(cfg, dict):
-        problems.append(f"{name} is not a JSON object")
-        return {}
     tower: dict[str, Any] = {}
     for key, value in cfg.items():
         if key in same:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import torch
 
 from ..config import SparoCfg
+from ..state_dict import check_finite
 
 READOUTS = ("visual.sparo.", "text_sparo.")
 # parameters of the fork's bottleneck option, which its SPARO embeddings never use
@@ -47,6 +48,7 @@ def adapt_fork_state_dict(
     ``model`` (checked against its state dict when ``strict``), or None for any other layout."""
     if not is_fork_layout(state_dict):
         return None
+    check_finite(state_dict)  # NaN != NaN: before the fork's shared tensors are compared
     return from_fork_layout(state_dict, model.sparo_cfg, model.state_dict() if strict else None)
 
 

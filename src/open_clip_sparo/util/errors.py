@@ -8,7 +8,9 @@ its traceback.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -18,10 +20,16 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite: the run stops before it changes the weights."""
 
 
+class DiskFullError(OSError):
+    """A file that could not be written for lack of space (or quota): the message names the
+    folder and the space needed; what was there before is left as it was."""
+
+
 # what an expected failure raises; every other exception is a bug
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     NonFiniteLossError,
+    DiskFullError,
     FileExistsError,
     FileNotFoundError,
     IsADirectoryError,
@@ -43,10 +51,57 @@ def check_finite_loss(loss: float, where: str, kept: str, causes: Sequence[str])
     )
 
 
+def dangling_link_message(path: str | os.PathLike[str]) -> str | None:
+    """What to do when ``path``, or a folder above it, is a symbolic link to nothing; None when
+    none is."""
+    path = os.path.abspath(path)
+    while True:
+        if os.path.islink(path) and not os.path.exists(path):
+            return (
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; create "
+                "its target, remove the link, or choose another path"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def unusable_path_message(error: OSError, path: str | None = None) -> str | None:
+    """One line naming the path of an operating-system ``error`` (``path`` if given, else the
+    error's) for no permission, a read-only file system, a dangling link or a full disk, and
+    what to do; None for other errors."""
+    path = path or error.filename
+    if path is None or error.errno is None:
+        return None
+    if (link := dangling_link_message(path)) is not None:
+        return link
+    folder = os.path.dirname(os.path.abspath(path))
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"no permission for {path} ({error.strerror}); make {folder} writable for you (it "
+            "may be owned by someone else, read-only, or immutable: chattr -i), or choose "
+            "another path"
+        )
+    if error.errno == errno.EROFS:
+        return f"{path} is on a read-only file system; choose a path on a writable one"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left for {path} ({error.strerror}); free some space or write elsewhere"
+    return None
+
+
 def run_entry_point(prog: str, main: Callable[[Argv], int], argv: Argv) -> int:
-    """``main(argv)``; an expected failure becomes one line on stderr and exit status 1."""
+    """``main(argv)``; an expected failure, or a path that cannot be used (no permission, a
+    read-only file system, a dangling link, a full disk), becomes one line on stderr and exit
+    status 1."""
     try:
         return main(argv)
+    except OSError as error:
+        message = unusable_path_message(error)
+        if message is None and not isinstance(error, EXPECTED_ERRORS):
+            raise
+        print(f"{prog}: error: {message or error}", file=sys.stderr)
+        return 1
     except EXPECTED_ERRORS as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1

@@ -10,10 +10,12 @@ or checked first with :func:`refuse_existing`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from .errors import DiskFullError, dangling_link_message, unusable_path_message
 
 PARTIAL_SUFFIX = ".partial"  # not ``.pt``: a resume never considers these files
 _EPOCH_CHECKPOINT = re.compile(r"epoch_(\d+)\.pt")
@@ -34,7 +38,10 @@ def refuse_existing(paths: Iterable[str | os.PathLike[str]], fix: str) -> None:
 
 
 def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any], overwrite: bool = True
+    path: str | os.PathLike[str],
+    write: Callable[[IO[bytes]], Any],
+    overwrite: bool = True,
+    size: int | None = None,
 ) -> None:
     """Write ``path`` with ``write(file)`` so that ``path`` is only ever absent, its previous
     content or the complete new content.
@@ -42,20 +49,36 @@ def atomic_write(
     The data goes to ``<path>.partial`` in the same folder, is flushed to disk, then renamed over
     ``path`` (atomic on POSIX file systems). A ``.partial`` file left by a killed process is
     overwritten by the next write of the same path. With ``overwrite=False`` an existing
-    ``path`` is refused before anything is written.
+    ``path`` is refused before anything is written. A full disk (or quota) ends in one
+    :class:`DiskFullError` naming the folder and the space needed (``size`` bytes, the expected
+    size of the file, where the caller knows it).
     """
     path = Path(path)
     if not overwrite:
         refuse_existing([path], "choose another path or remove it (nothing was written).")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if (link := dangling_link_message(path)) is not None:
+        raise FileNotFoundError(f"{path} cannot be written: {link} (nothing was written).")
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
-        with partial.open("wb") as file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = partial.open("wb")
+    except OSError as error:
+        message = unusable_path_message(error, str(path))
+        if message is None:
+            raise
+        raise PermissionError(f"{message} (nothing was written).") from None
+    written = 0
+    try:
+        with file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
-    except BaseException:
+    except BaseException as error:
+        if partial.exists():
+            written = partial.stat().st_size
         partial.unlink(missing_ok=True)
+        if _is_disk_full(error):
+            raise _disk_full(path, max(size or 0, written), exact=size is not None) from None
         raise
     os.replace(partial, path)
     folder = os.open(path.parent, os.O_RDONLY)
@@ -65,9 +88,48 @@ def atomic_write(
         os.close(folder)
 
 
+def _is_disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from (PyTorch wraps the writer's ``OSError``
+    in a ``RuntimeError``), is a full disk or quota."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full(path: Path, needed: int, exact: bool) -> DiskFullError:
+    folder = path.parent.absolute()
+    free = shutil.disk_usage(folder).free
+    amount = f"about {_megabytes(needed)}" if exact else f"more than {_megabytes(needed)}"
+    return DiskFullError(
+        f"no space left to write {path.name} in {folder}: it needs {amount} and "
+        f"{_megabytes(free)} are free there; free some space or write to another folder "
+        f"(nothing was replaced: {path} is as it was)",
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """The bytes of the tensors in ``obj`` (nested dicts, lists, tuples): about the size of its
+    ``torch.save`` file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def write_text(path: str | os.PathLike[str], text: str, overwrite: bool = True) -> None:
     """:func:`atomic_write` of UTF-8 text."""
-    atomic_write(path, lambda file: file.write(text.encode()), overwrite=overwrite)
+    data = text.encode()
+    atomic_write(path, lambda file: file.write(data), overwrite=overwrite, size=len(data))
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, overwrite: bool = True) -> None:
@@ -79,7 +141,11 @@ def atomic_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
     """``torch.save``, writing to a file name atomically (:func:`atomic_write`); open files and
     buffers are written as ``torch.save`` writes them."""
     if isinstance(f, (str, os.PathLike)):
-        atomic_write(f, lambda file: torch.serialization.save(obj, file, *args, **kwargs))
+        atomic_write(
+            f,
+            lambda file: torch.serialization.save(obj, file, *args, **kwargs),
+            size=_tensor_bytes(obj),
+        )
     else:
         torch.serialization.save(obj, f, *args, **kwargs)
 
@@ -265,6 +331,8 @@ def check_new_files(paths: Iterable[str | os.PathLike[str]], fix: str) -> list[P
         raise ValueError(f"{duplicates} would be written more than once; {fix}")
     refuse_existing(paths, fix)
     for path in paths:
+        if (link := dangling_link_message(path)) is not None:
+            raise FileNotFoundError(f"{path} cannot be written: {link}; {fix}")
         parent = path.absolute().parent
         while not parent.exists():
             parent = parent.parent

@@ -1,0 +1,50 @@
+"""Bad checkpoints for the tests of the one checkpoint reader and its callers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class WritesMarker:
+    """Unpickled, it creates the file ``marker``: a harmless stand-in for a crafted checkpoint's
+    code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def crafted_checkpoint(folder: Path, name: str = "epoch_1.pt") -> tuple[Path, Path]:
+    """A checkpoint whose unpickling would run code (create a marker file): path, marker."""
+    marker = folder / "code-ran"
+    path = folder / name
+    state = {"visual.conv1.weight": torch.zeros(1)}
+    torch.save({"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}, path)
+    return path, marker
+
+
+# kind of bad checkpoint -> what the reader's one-line error says about it
+BAD_CHECKPOINTS = {
+    "empty": "is empty (0 bytes)",
+    "crafted": "is not a checkpoint of tensors",
+    "list": "holds no state dict",
+    "folder": "is a folder, not a file",
+}
+
+
+def bad_checkpoint(folder: Path, kind: str) -> Path:
+    """A checkpoint of ``kind`` (a key of :data:`BAD_CHECKPOINTS`) in ``folder``."""
+    path = folder / "bad.pt"
+    if kind == "empty":
+        path.touch()
+    elif kind == "crafted":
+        path = crafted_checkpoint(folder)[0]
+    elif kind == "list":
+        torch.save([torch.zeros(2)], path)
+    else:
+        path.mkdir()
+    return path
