@@ -2,8 +2,8 @@
 
 OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
 globals (the model classes and the config reader ``create_model`` looks up when it runs, the
-config search path and registry, the checkpoint reader and loader, the model-name prefixes), the vision
-tower builder, the class-token helper, the text-tower lock, and the ``VisionTransformer``
+config search path and registry, the checkpoint reader and loader, the model-name prefixes), the
+vision tower builder, the class-token helper, the text-tower lock, and the ``VisionTransformer``
 methods SPARO overrides or calls (``_embeds``, ``_pool``, ``lock``; the GAP control overrides
 ``_global_pool``). The rest of the library reaches them only through this module, which checks
 them all when it is imported and raises one ``ImportError`` naming the supported
