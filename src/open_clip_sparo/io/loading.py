@@ -27,6 +27,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
+from .pretrained import is_pretrained_tag, resolve_pretrained
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
@@ -121,6 +122,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 
 def _load_registered(reference: str, pretrained: str | None, cache_dir: str | None) -> LoadedModel:
     if reference.startswith(HF_HUB_PREFIX):  # OpenCLIP's own hub models, for plain CLIP baselines
+        resolve_pretrained(reference, reference, cache_dir)
         model, _, preprocess = open_clip.create_model_and_transforms(reference, cache_dir=cache_dir)
         return LoadedModel(model, preprocess, open_clip.get_tokenizer(reference), reference, [])
     name = reference.replace("/", "-")  # as OpenCLIP's factory looks names up
@@ -146,15 +148,10 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
             f"no weights given for {name!r}: pass --pretrained FILE (a checkpoint) or an "
             f"OpenCLIP pretrained tag {open_clip.list_pretrained_tags_by_model(name)}."
         )
-    path = Path(pretrained)
-    is_tag = pretrained in open_clip.list_pretrained_tags_by_model(name)
-    if not is_tag and path.exists():
+    is_tag = is_pretrained_tag(name, pretrained)
+    path = resolve_pretrained(name, pretrained, cache_dir)
+    if not is_tag:
         check_checkpoint(path, f"Pass another --pretrained for {name!r}.")
-    elif not is_tag:
-        raise FileNotFoundError(
-            f"--pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
-            f"{open_clip.list_pretrained_tags_by_model(name)}."
-        )
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir
