@@ -15,7 +15,7 @@ from benchmark_data import (
 )
 from clip_benchmark import cli
 from clip_benchmark import models as benchmark_models
-from clip_benchmark.metrics import linear_probe, zeroshot_classification
+from clip_benchmark.metrics import image_caption_selection, linear_probe, zeroshot_classification
 
 from open_clip_sparo import cli as sparo_cli
 from open_clip_sparo import save_pretrained
@@ -241,3 +241,22 @@ def test_slots_leave_no_feature_folder_behind(data, tmp_path, monkeypatch):
     dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
     run_eval(tmp_path / "r.json", *model_args(data), *dataset, "--slots", "slots.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "slots.json"]
+
+
+def test_cpu_evaluates_in_float32_unless_amp_is_asked(data, tmp_path, monkeypatch):
+    """Without CUDA, CPU autocast (bfloat16) is many times slower: the default is float32."""
+    seen = []
+    evaluate = image_caption_selection.evaluate
+
+    def recording(*args, amp, **kwargs):
+        seen.append(amp)
+        return evaluate(*args, amp=amp, **kwargs)
+
+    monkeypatch.setattr(image_caption_selection, "evaluate", recording)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    common = [*model_args(data), *dataset, "--num_workers", "0", "--quiet"]
+    for i, flag in enumerate([[], ["--amp"], ["--no_amp"]]):
+        argv = ["eval", *common, *flag, "--output", str(tmp_path / f"{i}.json")]
+        assert sparo_cli.main(argv) == 0
+    assert seen == [False, True, False]

@@ -8,6 +8,7 @@ Every argument of ``clip_benchmark eval`` works unchanged; in addition:
 - ``--slots FILE`` (the ``slots.json`` of ``sparo select``, or a JSON list) restricts every model
   to those slots through :func:`open_clip_sparo.select_slots`; each result JSON records the
   slots used;
+- without CUDA, models run in float32 unless ``--amp`` asks for autocast;
 - results are never overwritten (``--skip_existing`` skips them, as in CLIP_benchmark);
 - datasets are never downloaded: missing files of ``wds/*``, ``sugar_crepe/*``,
   ``mscoco_captions``, ``flickr8k``/``flickr30k`` and ``imagenet1k`` fail first, listed; any
@@ -67,8 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate SPARO models on these slots only: the slots.json of `sparo select` or a "
         "JSON list of slot indices",
     )
-    eval_parser.set_defaults(model_type=MODEL_TYPE, pretrained=[""])
+    eval_parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision (autocast); the default with CUDA. Without CUDA the default is "
+        "float32: CPU autocast (bfloat16) is many times slower",
+    )
+    eval_parser.set_defaults(model_type=MODEL_TYPE, pretrained=[""], amp=None)
     return eval_parser
+
+
+def default_amp(amp: bool | None) -> bool:
+    """Mixed precision as asked (``--amp``/``--no_amp``), else only where CUDA runs it: CPU
+    autocast computes in bfloat16, many times slower than float32 there."""
+    return torch.cuda.is_available() if amp is None else amp
 
 
 @contextmanager
@@ -119,6 +132,7 @@ def evaluate(argv: list[str]) -> int:
         session = _Evaluation(stack)
         stack.enter_context(registered_model_type(session.load))
         args = build_parser().parse_args(argv)
+        args.amp = default_amp(args.amp)
         if args.slots is not None:
             session.slots = read_slots(args.slots)
             # linear probe caches features per model and dataset: keep slot subsets apart
