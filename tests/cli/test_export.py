@@ -2,6 +2,7 @@ import open_clip
 import pytest
 import torch
 from benchmark_data import TINY_MODEL, save_tiny_model, write_run_folder
+from fork_utils import to_fork_layout
 
 from open_clip_sparo import cli
 from open_clip_sparo.cli.export import main
@@ -62,3 +63,14 @@ def test_plain_clip_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not a SPARO model"):
         main(["--model", "ViT-Ti-8-64", "--pretrained", str(tmp_path / "p.pt"), "--out", "x"])
+
+
+def test_a_fork_checkpoint_is_converted_and_says_so(tmp_path, capsys):
+    model = open_clip.create_model(TINY_MODEL)
+    torch.save({"state_dict": to_fork_layout(model)}, tmp_path / "fork.pt")
+    argv = ["export", "--model", TINY_MODEL, "--pretrained", str(tmp_path / "fork.pt")]
+    assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert (
+        "Converted a checkpoint of the authors' fork (ankitkv/sparo-clip)"
+        in capsys.readouterr().err
+    )
