@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from benchmark_data import (
     write_wds_retrieval,
 )
 from fork_utils import build, fork_config, save_fork_training_checkpoint, to_fork_layout
+from sparo_server import sparo_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -177,24 +179,37 @@ def standing_in(text: str) -> str:
     return text
 
 
-@pytest.mark.slow  # each block runs its commands, seconds to a minute each
-@pytest.mark.parametrize("block", RUN, ids=[b.name for b in RUN])
-def test_doc_block_runs(block: Block, stand_ins: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "run"
-    # the stand-ins linked file by file: what a block writes stays in its own folder
-    shutil.copytree(stand_ins, folder, symlinks=True, copy_function=os.symlink)
-    env = {
+def block_env(home: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
-        "HOME": str(tmp_path / "home"),  # caches (sparo select's) stay in the test's folder
+        "HOME": str(home),  # caches (sparo select's) stay in the test's folder
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     }
+
+
+@pytest.fixture(scope="module")
+def sparo_on_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``sparo`` as a client of one server that imported the command line once."""
+    folder = tmp_path_factory.mktemp("sparo_server")
+    with sparo_server(folder, block_env(folder / "home")) as env:
+        yield env
+
+
+@pytest.mark.slow  # each block runs its commands, seconds to a minute each
+@pytest.mark.parametrize("block", RUN, ids=[b.name for b in RUN])
+def test_doc_block_runs(
+    block: Block, stand_ins: Path, sparo_on_path: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    # the stand-ins linked file by file: what a block writes stays in its own folder
+    shutil.copytree(stand_ins, folder, symlinks=True, copy_function=os.symlink)
     script = standing_in(block.text)
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script],
         cwd=folder,
-        env=env,
+        env={**block_env(tmp_path / "home"), **sparo_on_path},
         capture_output=True,
         text=True,
         timeout=600,
