@@ -4,6 +4,7 @@ import sys
 
 import pytest
 from benchmark_data import TINY_MODEL, write_sugar_crepe
+from huggingface_hub import constants as hub_constants
 
 from open_clip_sparo.io.loading import load_model
 from open_clip_sparo.io.pretrained import (
@@ -38,6 +39,13 @@ def test_a_tag_resolves_through_the_hub_cache(tmp_path):
     cached = write_hub_file(tmp_path, OPENAI_HUB_ID, "open_clip_pytorch_model.bin")
     assert is_pretrained_tag("ViT-B-32", "openai")
     assert resolve_pretrained("ViT-B-32", "openai", cache_dir=str(tmp_path)) == cached
+
+
+def test_the_default_cache_is_the_hugging_face_one(tmp_path, monkeypatch):
+    """HF_HUB_CACHE, as huggingface_hub read it at import, is where tags are looked up."""
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    cached = write_hub_file(tmp_path, OPENAI_HUB_ID, "open_clip_model.safetensors")
+    assert resolve_pretrained("ViT-B-32", "openai") == cached
 
 
 def test_an_hf_hub_id_resolves_through_the_hub_cache(tmp_path):
