@@ -83,7 +83,7 @@ def default_feature_root(output: str) -> Path:
     """The linear probe's feature cache by default: ``features/`` in the folder of the
     ``--output`` template (its part before the first ``{field}``), not the current folder."""
     folder = Path(output).parent
-    fixed = [part for part in itertools.takewhile(lambda p: "{" not in p, folder.parts)]
+    fixed = list(itertools.takewhile(lambda part: "{" not in part, folder.parts))
     return Path(*fixed, "features") if fixed else Path("features")
 
 
