@@ -33,6 +33,7 @@ from benchmark_data import (
     write_wds_classification,
     write_wds_retrieval,
 )
+from data_utils import write_caption_shards
 from fork_utils import build, fork_config, save_fork_training_checkpoint, to_fork_layout
 from sparo_server import sparo_server
 
@@ -143,8 +144,6 @@ def test_code_blocks_are_found_with_their_markers(tmp_path):
 def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder every block starts from: small stand-ins for the models, runs, data sets and
     files the docs name."""
-    from data_utils import write_caption_shards
-
     world = tmp_path_factory.mktemp("stand_ins")
     model, _ = save_tiny_model(world / "ckpt.pt")
     write_run_folder(world / "runs" / "sparo-b16", model, epochs=[1])
