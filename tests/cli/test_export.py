@@ -9,6 +9,7 @@ import safetensors.torch
 import torch
 from autoload_utils import python_json
 from benchmark_data import TINY_MODEL, save_tiny_model, write_run_folder
+from fork_utils import to_fork_layout
 
 from open_clip_sparo import cli
 from open_clip_sparo.cli.export import main
@@ -162,3 +163,14 @@ def test_hub_push_failure_keeps_the_folder_and_says_how(tiny, tmp_path, monkeypa
     with pytest.raises(ValueError, match=r"pushing it to org/tiny-sparo failed.*hf upload"):
         hub_export(tiny, tmp_path)
     assert (tmp_path / "hub" / "open_clip_model.safetensors").is_file()
+
+
+def test_a_fork_checkpoint_is_converted_and_says_so(tmp_path, capsys):
+    model = open_clip.create_model(TINY_MODEL)
+    torch.save({"state_dict": to_fork_layout(model)}, tmp_path / "fork.pt")
+    argv = ["export", "--model", TINY_MODEL, "--pretrained", str(tmp_path / "fork.pt")]
+    assert cli.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert (
+        "Converted a checkpoint of the authors' fork (ankitkv/sparo-clip)"
+        in capsys.readouterr().err
+    )

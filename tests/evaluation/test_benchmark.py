@@ -15,7 +15,7 @@ from benchmark_data import (
 )
 from clip_benchmark import cli
 from clip_benchmark import models as benchmark_models
-from clip_benchmark.metrics import linear_probe, zeroshot_classification
+from clip_benchmark.metrics import image_caption_selection, linear_probe, zeroshot_classification
 
 from open_clip_sparo import cli as sparo_cli
 from open_clip_sparo import save_pretrained
@@ -252,3 +252,48 @@ def test_slots_leave_no_feature_folder_behind(data, tmp_path, monkeypatch):
     dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
     run_eval(tmp_path / "r.json", *model_args(data), *dataset, "--slots", "slots.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "slots.json"]
+
+
+def test_cpu_evaluates_in_float32_unless_amp_is_asked(data, tmp_path, monkeypatch):
+    """Without CUDA, CPU autocast (bfloat16) is many times slower: the default is float32."""
+    seen = []
+    evaluate = image_caption_selection.evaluate
+
+    def recording(*args, amp, **kwargs):
+        seen.append(amp)
+        return evaluate(*args, amp=amp, **kwargs)
+
+    monkeypatch.setattr(image_caption_selection, "evaluate", recording)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    dataset = ["--dataset", "sugar_crepe/swap_obj", "--dataset_root", str(data["sc"])]
+    common = [*model_args(data), *dataset, "--num_workers", "0", "--quiet"]
+    for i, flag in enumerate([[], ["--amp"], ["--no_amp"]]):
+        argv = ["eval", *common, *flag, "--output", str(tmp_path / f"{i}.json")]
+        assert sparo_cli.main(argv) == 0
+    assert seen == [False, True, False]
+
+
+def test_linear_probe_features_go_beside_the_output_and_doubts_are_told(
+    data, tmp_path, monkeypatch, capsys
+):
+    """Trained and tested on the same split: the accuracy is no evidence, and says so."""
+    monkeypatch.chdir(tmp_path)
+    dataset = ["--dataset", "wds/tiny", "--dataset_root", str(data["cls"])]
+    probe = ["--task", "linear_probe", "--fewshot_epochs", "2", "--train_split", "test"]
+    run_eval(tmp_path / "results" / "lp.json", *model_args(data), *dataset, *probe)
+    assert not (tmp_path / "features").exists()
+    assert list((tmp_path / "results" / "features").glob("*/features_train.pt"))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "sparo eval: warning: linear probe: 12 of the 12 items of the test split are also in "
+        "the training split (the same images in both?): the score overstates the accuracy on "
+        "unseen images.",
+        "sparo eval: warning: linear probe: the training split has 12 items and the test split "
+        "12: with fewer than 50 the score is mostly noise.",
+    ]
+
+
+def test_default_feature_root_is_beside_the_output():
+    assert benchmark.default_feature_root("results/lp.json") == Path("results/features")
+    assert benchmark.default_feature_root("out/{dataset}/{task}.json") == Path("out/features")
+    assert benchmark.default_feature_root("{dataset}_{task}.json") == Path("features")

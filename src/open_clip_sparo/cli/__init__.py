@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+from typing import TextIO
 
 from ..util.errors import run_entry_point
 
@@ -46,6 +48,29 @@ def usage() -> str:
     )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when each is written."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
+def show_library_notes() -> None:
+    """The note that a checkpoint of the authors' fork was converted while loading (an INFO
+    log line, which Python's logging would not show) on stderr."""
+    library = logging.getLogger("open_clip_sparo.fork")
+    if not any(isinstance(h, _StderrHandler) for h in library.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        library.addHandler(handler)
+    library.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:  # a command is required: usage on stderr, argparse's status for bad usage
@@ -59,5 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sparo: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    show_library_notes()
     module = importlib.import_module(COMMANDS[command][0])
     return run_entry_point(f"sparo {command}", module.main, rest)

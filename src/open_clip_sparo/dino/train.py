@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..util.errors import check_finite_loss, run_entry_point
 from ..util.files import atomic_save, read_json, require_file
+from ..util.stop_signal import logged_stop
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
 from .checkpoint import CONFIG_NAME, LATEST, load_checkpoint
@@ -210,8 +211,10 @@ def prepare_run_folder(args: argparse.Namespace, config: dict[str, Any]) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The exit status; bad input is one line ``<prog>: error: ...`` on stderr and 1."""
-    return run_entry_point(PROG, _main, argv)
+    """The exit status; bad input is one line ``<prog>: error: ...`` on stderr and 1. SIGTERM
+    (e.g. SLURM preemption) is logged with how to resume, then ends the run (143)."""
+    with logged_stop(PROG):
+        return run_entry_point(PROG, _main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:

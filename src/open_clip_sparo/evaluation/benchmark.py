@@ -12,6 +12,7 @@ Every argument of ``clip_benchmark eval`` works unchanged; in addition:
 - ``--slots FILE`` (the ``slots.json`` of ``sparo select``, or a JSON list) restricts every model
   to those slots through :func:`open_clip_sparo.select_slots`; each result JSON records the
   slots used;
+- without CUDA, models run in float32 unless ``--amp`` asks for autocast;
 - results are never overwritten (``--skip_existing`` skips them, as in CLIP_benchmark);
 - datasets are never downloaded: missing files of ``wds/*``, ``sugar_crepe/*``,
   ``mscoco_captions``, ``flickr8k``/``flickr30k`` and ``imagenet1k`` fail first, listed; any
@@ -27,6 +28,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import sys
@@ -46,8 +48,8 @@ from clip_benchmark.metrics import linear_probe, zeroshot_classification
 from ..io.loading import load_model
 from ..io.provenance import describe
 from ..selection import read_slots, select_slots
-from ..util.files import check_new_files, refuse_existing
-from ..util.metrics import topk_accuracy
+from ..util.files import check_new_files, load_torch_file, refuse_existing
+from ..util.metrics import split_doubts, topk_accuracy
 from .checks import finite_encodings
 from .datasets import check_dataset_files, fill_root
 from .fixes import linear_probe_on_cpu
@@ -72,8 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate SPARO models on these slots only: the slots.json of `sparo select` or a "
         "JSON list of slot indices",
     )
-    eval_parser.set_defaults(model_type=MODEL_TYPE, pretrained=[""])
+    eval_parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision (autocast); the default with CUDA. Without CUDA the default is "
+        "float32: CPU autocast (bfloat16) is many times slower",
+    )
+    eval_parser.set_defaults(model_type=MODEL_TYPE, pretrained=[""], amp=None, feature_root=None)
     return eval_parser
+
+
+def default_feature_root(output: str) -> Path:
+    """The linear probe's feature cache by default: ``features/`` in the folder of the
+    ``--output`` template (its part before the first ``{field}``), not the current folder."""
+    folder = Path(output).parent
+    fixed = list(itertools.takewhile(lambda part: "{" not in part, folder.parts))
+    return Path(*fixed, "features") if fixed else Path("features")
+
+
+def default_amp(amp: bool | None) -> bool:
+    """Mixed precision as asked (``--amp``/``--no_amp``), else only where CUDA runs it: CPU
+    autocast computes in bfloat16, many times slower than float32 there."""
+    return torch.cuda.is_available() if amp is None else amp
 
 
 @contextmanager
@@ -128,6 +150,9 @@ def evaluate(argv: list[str]) -> int:
         session = _Evaluation(stack)
         stack.enter_context(registered_model_type(session.load))
         args = build_parser().parse_args(argv)
+        args.amp = default_amp(args.amp)
+        if args.feature_root is None:
+            args.feature_root = str(default_feature_root(args.output))
         if args.slots is not None:
             session.slots = read_slots(args.slots)
             # linear probe caches features per model and dataset: keep slot subsets apart
@@ -199,20 +224,32 @@ def _patched_clip_benchmark(session: _Evaluation) -> Iterator[None]:
         patch(mock.patch.object(cli, "build_dataset", _checked_build_dataset))
         patch(mock.patch.object(zeroshot_classification, "accuracy", topk_accuracy))
         patch(mock.patch.object(linear_probe, "accuracy", topk_accuracy))
-        probe = functools.partial(_with_feature_root_parent, linear_probe.evaluate)
+        probe = functools.partial(_checked_linear_probe, linear_probe.evaluate)
         if not torch.cuda.is_available():
             probe = functools.partial(linear_probe_on_cpu, probe)
         patch(mock.patch.object(linear_probe, "evaluate", probe))
         yield
 
 
-def _with_feature_root_parent(evaluate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _checked_linear_probe(evaluate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """The linear probe, with the parent of its ``feature_root`` created (it creates only the
     last folder; with ``--slots`` that is ``<feature_root>/slots-...``) when it runs, not
-    before."""
+    before; then a warning on stderr when its training and test features (as it cached them)
+    share images or either set is tiny (:func:`split_doubts`)."""
     bound = inspect.signature(evaluate).bind(*args, **kwargs)
-    Path(bound.arguments["feature_root"]).parent.mkdir(parents=True, exist_ok=True)
-    return evaluate(*args, **kwargs)
+    feature_root = Path(bound.arguments["feature_root"])
+    feature_root.parent.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate(*args, **kwargs)
+    fit, score = (
+        load_torch_file(
+            feature_root / bound.arguments["model_id"] / f"features_{split}.pt",
+            "the linear probe's features",
+        )
+        for split in ("train", "test")
+    )
+    for doubt in split_doubts(fit, score, "the training split", "the test split"):
+        print(f"sparo eval: warning: linear probe: {doubt}.", file=sys.stderr)
+    return metrics
 
 
 def _checked_build_dataset(dataset_name: str, root: str, **kwargs: Any) -> Any:

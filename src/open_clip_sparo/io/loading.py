@@ -28,6 +28,7 @@ from ..derive import missing_model_error
 from ..openclip_internals import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, model_configs
 from ..util.files import check_checkpoint, epoch_checkpoints, newest_epoch_checkpoint, read_json
 from .checkpoint import CONFIG_NAME
+from .pretrained import is_pretrained_tag, resolve_pretrained
 from .provenance import provenance
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
@@ -137,6 +138,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 
 def _load_registered(reference: str, pretrained: str | None, cache_dir: str | None) -> LoadedModel:
     if reference.startswith(HF_HUB_PREFIX):  # OpenCLIP's own hub models, for plain CLIP baselines
+        resolve_pretrained(reference, reference, cache_dir)
         model, _, preprocess = open_clip.create_model_and_transforms(reference, cache_dir=cache_dir)
         return LoadedModel(model, preprocess, open_clip.get_tokenizer(reference), reference, [])
     name = reference.replace("/", "-")  # as OpenCLIP's factory looks names up
@@ -162,15 +164,10 @@ def _load_registered(reference: str, pretrained: str | None, cache_dir: str | No
             f"no weights given for {name!r}: pass --pretrained FILE (a checkpoint) or an "
             f"OpenCLIP pretrained tag {open_clip.list_pretrained_tags_by_model(name)}."
         )
-    path = Path(pretrained)
-    is_tag = pretrained in open_clip.list_pretrained_tags_by_model(name)
-    if not is_tag and path.exists():
+    is_tag = is_pretrained_tag(name, pretrained)
+    path = resolve_pretrained(name, pretrained, cache_dir)
+    if not is_tag:
         check_checkpoint(path, f"Pass another --pretrained for {name!r}.")
-    elif not is_tag:
-        raise FileNotFoundError(
-            f"--pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
-            f"{open_clip.list_pretrained_tags_by_model(name)}."
-        )
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir

@@ -1,50 +1,81 @@
-"""A CLIP checkpoint named as OpenCLIP's ``pretrained=`` names it: a path, a pretrained tag or
-an ``hf-hub:`` id, resolved to a local file through OpenCLIP's own download code (its
-Hugging Face hub cache; ``HF_HUB_OFFLINE=1`` keeps it to the cache)."""
+"""Where the weights a ``--pretrained`` value names are: a file, a pretrained tag of the model, or
+an ``hf-hub:org/repo`` id, checked before any model is built.
+
+A tag resolves as OpenCLIP resolves it (``open_clip.get_pretrained_cfg`` and
+``download_pretrained``: the Hugging Face Hub cache, downloading when online). Offline
+(``HF_HUB_OFFLINE=1``, which every ``sparo`` command sets unless told otherwise) a tag whose
+weights are not in the cache is one line naming the tag, the hub id, ``HF_HUB_OFFLINE`` and the
+cache folder, instead of OpenCLIP's traceback.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
-from open_clip.pretrained import (
-    download_pretrained,
-    download_pretrained_from_hf,
-    get_pretrained_cfg,
-    list_pretrained_tags_by_model,
-)
+import open_clip
+from huggingface_hub import constants as hub_constants
+from open_clip.pretrained import download_pretrained, download_pretrained_from_hf
 
 from ..openclip_internals import HF_HUB_PREFIX
 
 
-def resolve_pretrained(model_name: str, tag_or_path: str) -> Path:
-    """The local file of ``tag_or_path``: an existing file, a pretrained tag of ``model_name``
-    (``open_clip.list_pretrained_tags_by_model``) or ``hf-hub:ORG/NAME``.
+class PretrainedNotFoundError(FileNotFoundError):
+    """A pretrained tag or hub id whose weights are neither in the cache nor downloadable."""
 
-    Raises ``FileNotFoundError`` with one line naming the tag and the hub cache when it is
-    neither a file nor a known tag, or not cached while offline (or unreachable online)."""
-    if Path(tag_or_path).is_file():
-        return Path(tag_or_path)
+
+def is_pretrained_tag(model_name: str, tag: str) -> bool:
+    """Whether ``tag`` is one of OpenCLIP's pretrained tags of ``model_name``."""
+    return bool(open_clip.get_pretrained_cfg(model_name, tag))
+
+
+def resolve_pretrained(model_name: str, tag_or_path: str, cache_dir: str | None = None) -> Path:
+    """The weights file ``tag_or_path`` names for ``model_name``: an existing path as is, a
+    pretrained tag of the model or an ``hf-hub:org/repo`` id through the hub cache
+    (``cache_dir``, default the Hugging Face cache; downloaded when online). Raises
+    :class:`PretrainedNotFoundError`, one line, when it cannot be found."""
     if tag_or_path.startswith(HF_HUB_PREFIX):
-        what = f"the hub model {tag_or_path}"
-        fetch = partial(download_pretrained_from_hf, tag_or_path[len(HF_HUB_PREFIX) :])
-    else:
-        cfg = get_pretrained_cfg(model_name, tag_or_path)
-        if not cfg:
-            raise FileNotFoundError(
-                f"{tag_or_path!r} is neither a file nor a pretrained tag of {model_name} (its "
-                f"tags: {list_pretrained_tags_by_model(model_name) or 'none'}); give a "
-                "checkpoint's path, a tag or hf-hub:ORG/NAME."
-            )
-        what = f"the pretrained tag {tag_or_path!r} of {model_name}"
-        fetch = partial(download_pretrained, cfg)
-    try:
-        return Path(fetch())
-    except (OSError, RuntimeError) as error:  # OpenCLIP's wrapping of hub and URL errors
-        from huggingface_hub import constants  # imported by OpenCLIP's download code
+        hub_id = tag_or_path[len(HF_HUB_PREFIX) :]
+        return _fetched(
+            f"the hub model {tag_or_path!r}",
+            hub_id,
+            cache_dir,
+            lambda: download_pretrained_from_hf(hub_id, cache_dir=cache_dir),
+        )
+    if is_pretrained_tag(model_name, tag_or_path):
+        cfg = open_clip.get_pretrained_cfg(model_name, tag_or_path)
+        hub_id = cfg.get("hf_hub") or cfg.get("url", "")
+        return _fetched(
+            f"the pretrained tag {tag_or_path!r} of {model_name!r}",
+            hub_id,
+            cache_dir,
+            lambda: download_pretrained(cfg, cache_dir=cache_dir),
+        )
+    path = Path(tag_or_path)
+    if path.exists():
+        return path
+    raise PretrainedNotFoundError(
+        f"{tag_or_path!r} is neither a file nor a pretrained tag of {model_name!r} "
+        f"{open_clip.list_pretrained_tags_by_model(model_name)} nor an hf-hub:org/repo id."
+    )
 
-        raise FileNotFoundError(
-            f"{what} is not in the Hugging Face hub cache {constants.HF_HUB_CACHE} and could "
-            f"not be downloaded (HF_HUB_OFFLINE={int(constants.HF_HUB_OFFLINE)}); download it "
-            "once online, or give the checkpoint's path."
-        ) from error
+
+def _fetched(what: str, hub_id: str, cache_dir: str | None, fetch: Callable[[], str]) -> Path:
+    cache = cache_dir or hub_constants.HF_HUB_CACHE
+    try:
+        found = fetch()
+    except Exception as error:  # OpenCLIP wraps every hub and download failure alike
+        if hub_constants.is_offline_mode():
+            fix = (
+                f"HF_HUB_OFFLINE=1 is set and its weights are not in the cache {cache}: run once "
+                "with HF_HUB_OFFLINE=0 to download them, or give --pretrained FILE"
+            )
+        else:
+            fix = (
+                f"its weights could not be downloaded into {cache} ({type(error).__name__}): "
+                "check the network, or give --pretrained FILE"
+            )
+        raise PretrainedNotFoundError(f"{what} (hub id {hub_id}) was not found: {fix}.") from None
+    if not found:
+        raise PretrainedNotFoundError(f"{what} (hub id {hub_id}) names no weights file.")
+    return Path(found)

@@ -56,3 +56,18 @@ def test_a_probe_on_fewer_than_two_images_is_refused(tmp_path, capsys, caplog):
     ]  # fmt: skip
     with one_thread():
         fails_with(capsys, main, argv, "needs at least 2 training images")
+
+
+def test_a_probe_validated_on_its_training_images_warns(tmp_path, caplog):
+    """The same two-image folder as --train-data and --val-data: the accuracy is no evidence."""
+    train, _ = labelled_folders(tmp_path, per_class=1)
+    checkpoint = untrained_checkpoint(tmp_path / "sparo.pt", "sparo-ViT-Ti-8-64")
+    argv = [
+        "--checkpoint", str(checkpoint), "--train-data", str(train), "--val-data", str(train),
+        "--workers", "0", "--device", "cpu", "--epochs", "2",
+    ]  # fmt: skip
+    with one_thread():
+        assert main(argv) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("4 of the 4 items of --val-data" in w and "--train-data" in w for w in warnings)
+    assert any("with fewer than 50 the score is mostly noise" in w for w in warnings)

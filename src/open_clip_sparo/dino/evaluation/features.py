@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from ...io.provenance import provenance
 from ...selection import read_slots, select_slots
 from ...util.errors import run_entry_point
 from ...util.files import refuse_existing, write_text
-from ...util.metrics import topk_accuracy
+from ...util.metrics import split_doubts, topk_accuracy
 from ..augment import eval_transform
 from ..backbone import SparoViT
 from ..checkpoint import NETWORKS, find_checkpoint, load_backbone
 from ..data import labelled_dataset
+
+log = logging.getLogger("open_clip_sparo.dino.evaluation")
 
 
 @dataclass
@@ -155,7 +158,8 @@ def extract_features(
     slots: list[int] | None = None,
 ) -> FrozenFeatures:
     """Features of both labelled sets on ``device`` (default CPU), from ``backbone`` and the
-    evaluation transform of its run ``config``; ``slots`` restricts a SPARO backbone."""
+    evaluation transform of its run ``config``; ``slots`` restricts a SPARO backbone. Sets that
+    share images or are tiny get a warning (:func:`split_doubts`)."""
     device = device or torch.device("cpu")
     transform = eval_transform(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
     selection = select_slots(backbone, slots) if slots else contextlib.nullcontext()
@@ -176,6 +180,8 @@ def extract_features(
             device,
             f"features of --val-data {val_data}",
         )
+    for doubt in split_doubts(train, val, f"--train-data {train_data}", f"--val-data {val_data}"):
+        log.warning(f"warning: {doubt}.")
     info = {
         "backbone": config["backbone"],
         "num_slots": backbone.sparo.num_slots if isinstance(backbone, SparoViT) else None,
