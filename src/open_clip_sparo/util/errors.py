@@ -8,14 +8,14 @@ its traceback.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training loss that is NaN or infinite: the run stops before it changes the weights."""
+    """A training loss that is NaN or infinite: the run stops before it saves a checkpoint
+    (the rule: :mod:`open_clip_sparo.util.loss_watch`)."""
 
 
 # what an expected failure raises; every other exception is a bug
@@ -29,18 +29,6 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
 )
 Argv = TypeVar("Argv", bound=Sequence[str] | None)
-
-
-def check_finite_loss(loss: float, where: str, kept: str, causes: Sequence[str]) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` is NaN or infinite: the one rule of both
-    training loops. ``where`` names the step, ``kept`` the last good checkpoint, ``causes`` the
-    likely causes with their flags."""
-    if math.isfinite(loss):
-        return
-    raise NonFiniteLossError(
-        f"the training loss is {loss} at {where}; training stopped before this step changed the "
-        f"weights, and nothing of it was saved ({kept}). Likely causes: {'; '.join(causes)}."
-    )
 
 
 def run_entry_point(prog: str, main: Callable[[Argv], int], argv: Argv) -> int:
