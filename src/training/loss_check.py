@@ -71,9 +71,8 @@ class FiniteLossCheck:
             self._check(step)
 
     def _check(self, step: int) -> None:
+        self.watch.check(step, self._kept, distributed=self.args.distributed)
+
+    def _kept(self) -> str:
         kept = latest_checkpoint(self.args.checkpoint_path + "/", remote=False)
-        self.watch.check(
-            step,
-            f"the last good checkpoint is {kept}" if kept else "no checkpoint was written yet",
-            distributed=self.args.distributed,
-        )
+        return f"the last good checkpoint is {kept}" if kept else "no checkpoint was written yet"

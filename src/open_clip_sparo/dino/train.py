@@ -431,7 +431,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                 step=it,
             )
             if i % args.log_every == 0 or i == steps - 1:
-                trainer.loss_watch.check(it, trainer.kept, distributed=world_size > 1)
+                trainer.loss_watch.check(it, lambda: trainer.kept, distributed=world_size > 1)
                 if world_size > 1:
                     dist.all_reduce(loss)
                     loss /= world_size
@@ -448,7 +448,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                     log.info("epoch %d step %d/%d loss %.4f", epoch, i + 1, steps, loss.item())
                     with (run / "log.jsonl").open("a") as f:
                         f.write(json.dumps(record) + "\n")
-        trainer.loss_watch.check((epoch + 1) * steps - 1, trainer.kept, world_size > 1)
+        trainer.loss_watch.check((epoch + 1) * steps - 1, lambda: trainer.kept, world_size > 1)
         if rank == 0:
             state = {
                 "epoch": epoch + 1,

@@ -12,7 +12,7 @@ memory are NaN), but the run stops before anything of the epoch is saved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -46,11 +46,11 @@ class NonFiniteLossWatch:
         self.first_step.masked_fill_(first, step)
         self.first_loss = torch.where(first, loss, self.first_loss)
 
-    def check(self, checked_step: int, kept: str, distributed: bool = False) -> None:
+    def check(self, checked_step: int, kept: Callable[[], str], distributed: bool = False) -> None:
         """Raise :class:`NonFiniteLossError` if a watched loss was NaN or infinite (on any
         process, when ``distributed``: every process calls this at the same step). One device
-        sync. ``checked_step`` is the step being checked, ``kept`` names the last good
-        checkpoint."""
+        sync. ``checked_step`` is the step being checked; ``kept()`` names the last good
+        checkpoint (called only to raise)."""
         if self.first_step is None:
             return
         found = torch.stack([self.first_step.double(), self.first_loss.double()])  # (2,)
@@ -68,7 +68,7 @@ class NonFiniteLossWatch:
         raise NonFiniteLossError(
             f"the training loss is {loss} at {self.describe(step)} on rank {rank} (found at the "
             f"check of step {checked_step}); training stopped before saving anything of this "
-            f"epoch ({kept}). Likely causes: {'; '.join(self.causes)}."
+            f"epoch ({kept()}). Likely causes: {'; '.join(self.causes)}."
         )
 
     def describe(self, step: int) -> str:
