@@ -13,7 +13,7 @@ Synthetic features at the real shapes (the timing does not depend on their value
 Each case runs at the given numbers of items; peak memory is what the call allocates on top
 of its inputs (``benchmarks.common.peak_memory``), time is the wall clock of that same call.
 
-    python -m benchmarks.applications [--device cuda] [--selection-images 100 200 400] ...
+    python -m benchmarks.applications [--device cuda] [--threads 1] ...
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add("--selection-images", type=int, nargs="+", default=[100, 200, 400])
-    add("--retrieval-images", type=int, nargs="+", default=[50, 100, 200])
+    add("--selection-images", type=int, nargs="+", default=[500, 1000, 2000])
+    add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
     add("--max-slots", type=int, default=4, help="forward search to this many slots")
     add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
     add("--queries", type=int, default=1000, help="k-NN queries")
     add("--feature-dim", type=int, default=384, help="k-NN feature size (ViT-S: 384)")
+    add("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     add("--out", type=Path, default=RESULTS_DIR, help="results folder")
     add("--overwrite", action="store_true")
     return parser.parse_args(argv)
@@ -120,6 +121,8 @@ def knn_case(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.device = parse_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     path = result_path(args.out, "applications", args.device, args.overwrite)
     results = []
     cases = [
