@@ -1,5 +1,5 @@
 # open_clip_sparo: `make test`, `make test-fast`, `make test-compat`, `make demo`, `make lint`,
-# `make bench`
+# `make bench`, `make gpu-check`
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast test-compat lint demo demo-ablation demo-dino bench clean
+.PHONY: install test test-fast test-compat lint demo demo-ablation demo-dino bench gpu-check clean
 
 install: $(STAMP)
 
@@ -86,6 +86,12 @@ demo-dino: install
 # SPARO's cost as ratios against OpenCLIP; rewrites docs/performance.md, fails on a missed target
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+# one CUDA GPU, under 8 minutes: the bench set in fp32 and bf16, torchrun training runs (eager and
+# --torchcompile), a DINO step and the finite-loss check, against their OpenCLIP baselines;
+# rewrites docs/performance.md, fails on a missed target
+gpu-check: install
+	$(BIN)/python -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 # style, and the architecture: import contracts in pyproject.toml (docs/architecture.md)
 lint: install

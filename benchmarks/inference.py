@@ -45,9 +45,10 @@ def make_encode(
     inputs: torch.Tensor,
     device: torch.device,
     precision: str,
+    grad_mode: Callable[[], Any] = torch.inference_mode,
 ) -> Callable[[], None]:
     def step() -> None:
-        with torch.inference_mode(), autocast(device, precision):
+        with grad_mode(), autocast(device, precision):
             encode(inputs)
 
     return step
@@ -67,7 +68,14 @@ def bench_encoder(
         name: make_encode(getattr(model.eval(), encoder), inputs, args.device, precision)
         for name, model in models.items()
     }
-    flops = {name: count_flops(step) for name, step in steps.items()}
+    # counted under no_grad: torch's FLOP counter decomposes einsum below autocast under
+    # inference mode and fails on the mixed dtypes of bf16 autocast (same FLOPs either way)
+    flops = {
+        name: count_flops(
+            make_encode(getattr(model, encoder), inputs, args.device, precision, torch.no_grad)
+        )
+        for name, model in models.items()
+    }
     times, cpu_times = time_interleaved(steps, args.repeats, args.warmup, args.device)
     summaries = {name: summarize(values) for name, values in times.items()}
     return {

@@ -8,10 +8,11 @@ run, names that ``open_clip_train.main`` looks up when it calls them:
 - ``create_model_and_transforms``: right after OpenCLIP builds the model, before DDP, the
   optimizer and ``--resume``: ``--max-params``, ``--init-from-clip``, the run folder's model
   config and the ``--log-slot-stats`` hooks;
-- ``create_loss``: the loss stops the run at its first non-finite value (``loss_check``);
+- ``create_loss``: the loss stops the run at its first non-finite value (``loss_check``,
+  read at the log steps and after each epoch, before its checkpoint);
 - ``train_one_epoch``: marks the run as started, tells the loss check and the statistics which
-  epoch runs (handing the statistics open_clip_train's TensorBoard writer), then calls the
-  ``train_one_epoch`` it replaced.
+  epoch runs (handing the statistics open_clip_train's TensorBoard writer), calls the
+  ``train_one_epoch`` it replaced, then has the loss check read the epoch's losses.
 
 A start that fails before training (a bad flag, ``--max-params``, a model that cannot be built)
 removes the run folder open_clip_train made for it, so the corrected command can run under the
@@ -297,3 +298,4 @@ class SparoRun:
         self._next_train_one_epoch(
             model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
         )
+        self.loss_check.end_epoch()

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..util.errors import check_finite_loss, run_entry_point
+from ..util.errors import run_entry_point
 from ..util.files import atomic_save, read_json, require_file
+from ..util.loss_watch import NonFiniteLossWatch
 from ..util.stop_signal import logged_stop
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
@@ -272,6 +273,9 @@ class Trainer:
     clip_grad: float
     student_ddp: nn.Module | None = None  # the student as the forward pass runs it
     kept: str = "no checkpoint was written yet"  # the last good checkpoint, for errors
+    loss_watch: NonFiniteLossWatch = field(
+        default_factory=lambda: NonFiniteLossWatch(1, 0, LOSS_CAUSES)
+    )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -304,10 +308,11 @@ class Trainer:
         momentum: float,
         teacher_temp: float,
         freeze_last_layer: bool,
-        where: str = "a step",
+        step: int = 0,
     ) -> torch.Tensor:
         """One optimisation step of the student and one EMA step of the teacher; the loss.
-        A non-finite loss stops before the weights change, naming ``where``."""
+        The loss goes to :attr:`loss_watch` as step ``step`` (no device sync): the loop checks
+        it at its log steps and before each checkpoint."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group
@@ -316,7 +321,7 @@ class Trainer:
                 teacher_out = self.teacher(crops[:2])  # (2 * B, K), global crops only
             student_out = (self.student_ddp or self.student)(crops)  # (num_crops * B, K)
             loss = self.dino_loss(student_out, teacher_out, teacher_temp, len(crops))
-        check_finite_loss(loss.item(), where, self.kept, LOSS_CAUSES)
+        self.loss_watch.watch(loss, step)
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -400,6 +405,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
         args.train_num_samples,
     )
     steps = data.steps_per_epoch
+    trainer.loss_watch.steps_per_epoch, trainer.loss_watch.rank = steps, rank
     schedules = Schedules.from_args(args, steps, world_size)
     log.info(
         "%s: %d processes x %d images, %d steps an epoch, %d crops of %d and %d px",
@@ -425,9 +431,10 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                 momentum=schedules.momentum[it],
                 teacher_temp=schedules.teacher_temp[epoch],
                 freeze_last_layer=epoch < args.freeze_last_layer,
-                where=f"step {it} (epoch {epoch}, batch {i + 1} of {steps}) on rank {rank}",
+                step=it,
             )
             if i % args.log_every == 0 or i == steps - 1:
+                trainer.loss_watch.check(it, lambda: trainer.kept, distributed=world_size > 1)
                 if world_size > 1:
                     dist.all_reduce(loss)
                     loss /= world_size
@@ -444,7 +451,7 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
                     log.info("epoch %d step %d/%d loss %.4f", epoch, i + 1, steps, loss.item())
                     with (run / "log.jsonl").open("a") as f:
                         f.write(json.dumps(record) + "\n")
-
+        trainer.loss_watch.check((epoch + 1) * steps - 1, lambda: trainer.kept, world_size > 1)
         if rank == 0:
             state = {
                 "epoch": epoch + 1,

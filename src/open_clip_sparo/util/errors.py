@@ -9,7 +9,6 @@ its traceback.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +16,8 @@ from typing import TypeVar
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training loss that is NaN or infinite: the run stops before it changes the weights."""
+    """A training loss that is NaN or infinite: the run stops before it saves a checkpoint
+    (the rule: :mod:`open_clip_sparo.util.loss_watch`)."""
 
 
 class DiskFullError(OSError):
@@ -37,18 +37,6 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
 )
 Argv = TypeVar("Argv", bound=Sequence[str] | None)
-
-
-def check_finite_loss(loss: float, where: str, kept: str, causes: Sequence[str]) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` is NaN or infinite: the one rule of both
-    training loops. ``where`` names the step, ``kept`` the last good checkpoint, ``causes`` the
-    likely causes with their flags."""
-    if math.isfinite(loss):
-        return
-    raise NonFiniteLossError(
-        f"the training loss is {loss} at {where}; training stopped before this step changed the "
-        f"weights, and nothing of it was saved ({kept}). Likely causes: {'; '.join(causes)}."
-    )
 
 
 def dangling_link_message(path: str | os.PathLike[str]) -> str | None:

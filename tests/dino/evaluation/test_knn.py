@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from dino_utils import fails_with, labelled_folders, one_thread, untrained_checkpoint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from open_clip_sparo.dino.evaluation.knn import knn_scores, main
 
@@ -19,6 +21,24 @@ def test_knn_scores_are_dinos_weighted_vote():
         for n in nearest:
             expected[labels[n]] += torch.exp(similarity[q, n] / 0.07)
         torch.testing.assert_close(scores[q], expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    num_train=st.integers(1, 40),
+    k=st.integers(1, 12),
+    bank_chunk_size=st.integers(1, 17),
+    seed=st.integers(0, 2**16),
+)
+def test_a_memory_bank_read_in_chunks_votes_as_read_whole(num_train, k, bank_chunk_size, seed):
+    generator = torch.Generator().manual_seed(seed)
+    train, queries = torch.randn(num_train, 6, generator=generator), torch.randn(5, 6)
+    labels = torch.randint(0, 4, (num_train,), generator=generator)
+    whole = knn_scores(train, labels, queries, 4, k, bank_chunk_size=num_train)
+    chunked = knn_scores(
+        train, labels, queries, 4, k, chunk_size=2, bank_chunk_size=bank_chunk_size
+    )
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)  # sums in another order
 
 
 def test_knn_classifies_clusters_and_caps_k():

@@ -32,16 +32,31 @@ def knn_scores(
     k: int = 20,
     temperature: float = 0.07,
     chunk_size: int = 1024,
+    bank_chunk_size: int = 65536,
 ) -> torch.Tensor:
     """Class scores ``(Q, num_classes)`` of ``queries`` ``(Q, D)`` by weighted k-NN over
-    ``train`` ``(N, D)``; the features are normalised here."""
-    train = F.normalize(train.float(), dim=-1)
-    return torch.cat(
-        [
-            knn_vote(chunk @ train.T, train_labels, num_classes, k, temperature)
-            for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size)
-        ]
-    )
+    ``train`` ``(N, D)``; the features are normalised here.
+
+    Memory stays bounded whatever ``N``: queries go ``chunk_size`` at a time, the memory bank
+    ``bank_chunk_size`` rows at a time (normalised as read), and each query keeps a running
+    top ``k`` over the bank's chunks; beyond the inputs, a step holds
+    ``chunk_size x bank_chunk_size`` similarities.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    scores = []
+    for chunk in F.normalize(queries.float(), dim=-1).split(chunk_size):
+        nearest = torch.empty(len(chunk), 0, device=chunk.device)  # (q, <= k)
+        neighbours = torch.empty(len(chunk), 0, dtype=torch.long, device=chunk.device)
+        for start in range(0, len(train), bank_chunk_size):
+            bank = F.normalize(train[start : start + bank_chunk_size].float(), dim=-1)
+            bank_nearest, bank_rows = (chunk @ bank.T).topk(min(k, len(bank)), dim=1)
+            nearest = torch.cat([nearest, bank_nearest], dim=1)  # (q, <= 2k)
+            candidates = torch.cat([neighbours, bank_rows + start], dim=1)
+            nearest, best = nearest.topk(min(k, nearest.shape[1]), dim=1)  # (q, <= k)
+            neighbours = candidates.gather(1, best)
+        scores.append(weighted_vote(nearest, neighbours, train_labels, num_classes, temperature))
+    return torch.cat(scores)
 
 
 def knn_vote(
@@ -56,7 +71,19 @@ def knn_vote(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
     nearest, neighbours = similarity.topk(min(k, similarity.shape[1]), dim=1)  # (Q, k)
-    votes = torch.zeros(len(similarity), num_classes, device=similarity.device)
+    return weighted_vote(nearest, neighbours, train_labels, num_classes, temperature)
+
+
+def weighted_vote(
+    nearest: torch.Tensor,
+    neighbours: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    temperature: float,
+) -> torch.Tensor:
+    """DINO's vote: class ``c`` sums ``exp(s / T)`` over the neighbours of class ``c``, from
+    the similarities ``nearest`` ``(Q, k)`` of the training rows ``neighbours`` ``(Q, k)``."""
+    votes = torch.zeros(len(nearest), num_classes, device=nearest.device)
     return votes.scatter_add_(1, train_labels[neighbours], (nearest / temperature).exp())
 
 

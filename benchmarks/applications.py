@@ -1,0 +1,162 @@
+"""The applications at real shapes: concept selection and DINO k-NN, time and peak memory as the
+number of items grows.
+
+Synthetic features at the real shapes (the timing does not depend on their values):
+
+- concept selection for zero-shot classification (ImageNet: 50,000 images x 1,000 classes,
+  64 slots of 64) and for retrieval (COCO: 5,000 images x 25,000 captions), greedy forward
+  search as ``sparo select`` runs it (``concepts.forward_selection`` over the per-slot sums of
+  ``evaluation.similarity.SlotSimilarities``, maximising acc1 or image retrieval recall@5);
+- DINO's weighted k-NN (``dino.evaluation.knn.knn_scores``, k = 20) of a set of queries
+  against a memory bank of up to 1.28M items (ImageNet's training set), 1,000 classes.
+
+Each case runs at the given numbers of items; peak memory is what the call allocates on top
+of its inputs (``benchmarks.common.peak_memory``), time is the wall clock of that same call.
+
+    python -m benchmarks.applications [--device cuda] [--threads 1] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    RESULTS_DIR,
+    parse_device,
+    peak_memory,
+    result_path,
+    run_header,
+    write_result,
+)
+from open_clip_sparo import concepts
+from open_clip_sparo.dino.evaluation.knn import knn_scores
+from open_clip_sparo.evaluation.similarity import SlotSimilarities
+
+NUM_SLOTS, SLOT_DIM = 64, 64  # sparo-ViT-B-16's read-out
+IMAGENET_CLASSES = 1000
+CAPTIONS_PER_IMAGE = 5  # COCO
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add("--selection-images", type=int, nargs="+", default=[500, 1000, 2000])
+    add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
+    add("--max-slots", type=int, default=4, help="forward search to this many slots")
+    add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
+    add("--queries", type=int, default=1000, help="k-NN queries")
+    add("--feature-dim", type=int, default=384, help="k-NN feature size (ViT-S: 384)")
+    add("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    add("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    add("--overwrite", action="store_true")
+    return parser.parse_args(argv)
+
+
+def measured(
+    fn: Callable[[], Any], inputs: tuple[torch.Tensor, ...], device: torch.device
+) -> dict[str, float]:
+    """Seconds, the bytes of the inputs, and peak bytes allocated above them, of one call."""
+    seconds = []
+
+    def timed() -> None:
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+
+    peak = peak_memory(timed, device)
+    held = sum(t.numel() * t.element_size() for t in inputs)
+    return {
+        "seconds": seconds[0],
+        "minutes": seconds[0] / 60,
+        "input_bytes": held,
+        "peak_bytes": peak,
+        "total_gib": (held + peak) / 2**30,  # inputs and what the call allocates on top
+    }
+
+
+def selection_case(
+    task: str, images: int, device: torch.device, max_slots: int
+) -> tuple[Callable[[], Any], tuple[torch.Tensor, ...]]:
+    """Forward search over the slots of synthetic per-slot features of ``images`` items."""
+    generator = torch.Generator().manual_seed(0)
+    image_slots = torch.randn(images, NUM_SLOTS, SLOT_DIM, generator=generator)  # (I, L, V)
+    if task == "zeroshot_classification":
+        texts = torch.randn(IMAGENET_CLASSES, NUM_SLOTS, SLOT_DIM, generator=generator)
+        targets = torch.randint(0, IMAGENET_CLASSES, (images,), generator=generator)
+        metric = "acc1"
+    else:
+        captions = images * CAPTIONS_PER_IMAGE
+        texts = torch.randn(captions, NUM_SLOTS, SLOT_DIM, generator=generator)
+        targets = torch.arange(images).repeat_interleave(CAPTIONS_PER_IMAGE)
+        metric = "image_retrieval_recall@5"
+    part = SlotSimilarities(task, image_slots.to(device), texts.to(device), targets.to(device))
+
+    def search() -> list[concepts.Step]:
+        def value(sums: concepts.SubsetSums) -> float:
+            return part.metrics_of(sums.scores())[metric]
+
+        return concepts.forward_selection(NUM_SLOTS, part.slot_sums, value, max_slots)
+
+    return search, (part.images, part.texts, part.targets)
+
+
+def knn_case(
+    bank: int, args: argparse.Namespace
+) -> tuple[Callable[[], Any], tuple[torch.Tensor, ...]]:
+    generator = torch.Generator().manual_seed(0)
+    train = torch.randn(bank, args.feature_dim, generator=generator).to(args.device)
+    labels = torch.randint(0, IMAGENET_CLASSES, (bank,), generator=generator).to(args.device)
+    queries = torch.randn(args.queries, args.feature_dim, generator=generator).to(args.device)
+    run = lambda: knn_scores(train, labels, queries, IMAGENET_CLASSES, k=20)  # noqa: E731
+    return run, (train, labels, queries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.device = parse_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = result_path(args.out, "applications", args.device, args.overwrite)
+    results = []
+    cases = [
+        ("concept selection, zero-shot classification", "zeroshot_classification", n)
+        for n in args.selection_images
+    ] + [("concept selection, retrieval", "zeroshot_retrieval", n) for n in args.retrieval_images]
+    for case, task, images in cases:
+        run, inputs = selection_case(task, images, args.device, args.max_slots)
+        result = {"case": case, "items": images, **measured(run, inputs, args.device)}
+        result["candidates"] = sum(NUM_SLOTS - i for i in range(min(args.max_slots, NUM_SLOTS)))
+        results.append(result)
+        print(f"{case}, {images} images: {result['seconds']:.1f} s, {result['peak_bytes']:,} B")
+    for bank in args.memory_bank:
+        run, inputs = knn_case(bank, args)
+        result = {"case": "DINO k-NN", "items": bank, **measured(run, inputs, args.device)}
+        result["queries"] = args.queries
+        results.append(result)
+        print(f"k-NN, {bank} items: {result['seconds']:.1f} s, {result['peak_bytes']:,} B")
+    settings = {
+        "repeats": 1,
+        "warmup": 0,
+        "step": "one forward search / one k-NN scoring of all queries",
+        "num_slots": NUM_SLOTS,
+        "slot_dim": SLOT_DIM,
+        "classes": IMAGENET_CLASSES,
+        "captions_per_image": CAPTIONS_PER_IMAGE,
+        "max_slots": args.max_slots,
+        "queries": args.queries,
+        "feature_dim": args.feature_dim,
+    }
+    header = run_header("applications", argv, args.device, settings)
+    write_result(path, {**header, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
