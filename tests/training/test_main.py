@@ -326,8 +326,8 @@ def test_init_from_clip_and_pretrained_conflict(
 @pytest.mark.parametrize(
     ("model", "checkpoint", "message"),
     [
-        (MODEL, "no-such-tag", "'no-such-tag' is neither a file nor a pretrained tag of ViT-Ti"),
-        ("sparo-ViT-B-32", "laion2b_s34b_b79k", "'laion2b_s34b_b79k' of ViT-B-32 is not in the"),
+        (MODEL, "no-such-tag", "'no-such-tag' is neither a file nor a pretrained tag of 'ViT-Ti"),
+        ("sparo-ViT-B-32", "laion2b_s34b_b79k", "tag 'laion2b_s34b_b79k' of 'ViT-B-32' (hub id"),
         ("sparo-RN50", "x.pt", "--model: model 'sparo-RN50' does not exist: SPARO cannot read"),
     ],
 )

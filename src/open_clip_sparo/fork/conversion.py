@@ -12,7 +12,7 @@ from open_clip.transform import PreprocessCfg
 
 from ..io.checkpoint import save_pretrained
 from ..model import SparoCLIP
-from ..util.files import read_state_dict, refuse_existing
+from ..util.files import check_new_files, read_state_dict
 from .config import ForkConfig, from_fork_config
 
 
@@ -39,7 +39,7 @@ def convert_fork(config: str | Path, checkpoint: str | Path, out: str | Path) ->
     keys included, read by the package's checkpoint reader) and write it to the new folder
     ``out`` (:func:`save_pretrained`)."""
     out = Path(out)
-    refuse_existing([out], "choose a new --out folder (nothing was written).")
+    check_new_files([out], "choose a new --out folder (nothing was written).")
     fork = read_fork_config(config)
     state_dict = read_state_dict(
         checkpoint, "--checkpoint", "give the checkpoint the fork's training wrote."
