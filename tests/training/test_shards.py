@@ -19,7 +19,7 @@ def test_every_shard_reaches_the_grouping_whole(tmp_path):
     pattern = write_caption_shards(tmp_path, num_shards=3, samples_per_shard=4)
     samples = list(tarfile_to_samples_nothrow(shard_list(pattern)))
     assert [s["__key__"] for s in samples] == [f"{i:08d}" for i in range(12)]
-    assert all({"jpg", "txt"} <= set(s) for s in samples)
+    assert all({"png", "txt"} <= set(s) for s in samples)
 
 
 def test_the_cause_webdataset_1_marks_shard_ends_open_clip_train_does_not_expect(tmp_path):

@@ -100,8 +100,9 @@ def _scenes(
 
 
 def write_training_shards(out: Path, num_samples: int, shard_size: int, seed: int) -> None:
-    """Image-caption shards written with webdataset's ShardWriter, and ``sizes.json``."""
-    out.mkdir(parents=True)
+    """Image-caption shards (``png``, ``txt``) written with webdataset's ShardWriter, and
+    ``sizes.json``."""
+    out.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
     with wds.ShardWriter(
         str(out / "%06d.tar"), maxcount=shard_size, verbose=0, mtime=MTIME
