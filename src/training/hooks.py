@@ -15,7 +15,9 @@ run, names that ``open_clip_train.main`` looks up when it calls them:
 
 A start that fails before training (a bad flag, ``--max-params``, a model that cannot be built)
 removes the run folder open_clip_train made for it, so the corrected command can run under the
-same ``--name``; a folder that existed before is left as it was.
+same ``--name``; a folder that existed before is left as it was. A run that fails later records
+the failure in its folder; if it saved no checkpoint, a rerun under the same ``--name`` reuses
+the folder (``open_clip_sparo.util.run_folder``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from torch import nn
 
 from open_clip_sparo import SparoCLIP
 from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
+from open_clip_sparo.util.run_folder import failed_without_checkpoint, record_failure, set_aside
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
@@ -88,8 +91,10 @@ class SparoRun:
             self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
             try:
                 yield
-            except BaseException:
+            except BaseException as error:
                 self._remove_failed_start()
+                if isinstance(error, Exception):
+                    self._record_failure(error)
                 raise
             finally:
                 if self.slot_stats is not None:
@@ -105,6 +110,14 @@ class SparoRun:
             for handler in logging.root.handlers:  # out.log is inside
                 handler.flush()
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _record_failure(self, error: Exception) -> None:
+        """Record in the run folder why the run stopped (the run-folder rule lets a rerun reuse
+        a failed folder that holds no checkpoint)."""
+        args = self.args
+        if args is None or args.name is None or not is_master(args):
+            return
+        record_failure(Path(args.logs, args.name), error)
 
     def _check_model_name(self, args: Any) -> None:
         """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
@@ -127,9 +140,14 @@ class SparoRun:
             self.creates_run_dir = True
             return
         run_dir = Path(args.logs, args.name)
+        log = run_dir / "out.log"
         if not run_dir.exists():
             self.creates_run_dir = True
-        elif args.resume != "latest" and (run_dir / "out.log").exists():
+        elif args.resume != "latest" and log.exists() and failed_without_checkpoint(run_dir):
+            # open_clip_train refuses a run folder with an out.log: keep the failed run's aside
+            kept = set_aside(log)
+            logging.info(f"{run_dir}: the failed run before saved nothing; its log is now {kept}")
+        elif args.resume != "latest" and log.exists():
             raise SparoRunError(
                 f"run folder {run_dir} already holds a run (its out.log); add --resume latest to "
                 "continue it, or choose another --name (or --logs)."

@@ -144,7 +144,7 @@ def test_bad_run_config_and_resume_files_are_named(images, tmp_path, capsys):
     out.mkdir()
     (out / "dino_config.json").write_text("{not json")
     argv = [*_argv(images, out), "--resume", "latest"]
-    fails_with(capsys, main, argv, r"run config .*dino_config.json is not valid JSON")
+    fails_with(capsys, main, argv, r"settings .*dino_config.json is not valid JSON")
     argv = [*_argv(images, tmp_path / "other"), "--resume", str(tmp_path)]
     fails_with(capsys, main, argv, r"--resume .* is a folder, not a file")
     (tmp_path / "backbone.json").write_text("[1, 2")

@@ -34,3 +34,20 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert "(epoch 1, batch 2 of 4)" in error and f"the last good checkpoint is {kept}" in error
     assert not (kept.parent / "epoch_2.pt").exists()
     assert all(torch.isfinite(v).all() for v in checkpoint_state(kept).values())
+
+
+@pytest.mark.slow  # two training runs
+@pytest.mark.parametrize("resume", [[], ["--resume", "latest"]], ids=["rerun", "resume-latest"])
+def test_a_run_stopped_at_step_0_does_not_block_its_corrected_rerun(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], resume: list[str]
+) -> None:
+    argv = train_args(shards, tmp_path, "nan")
+    assert run_in_process([*argv, "--model-kwargs", '{"init_logit_scale": 100}']) == 1
+    assert "the training loss is nan at step 0" in capsys.readouterr().err
+    # before: "already holds a run", and with --resume latest: "describes another model"
+    assert run_in_process([*argv, *resume]) == 0
+    run = tmp_path / "nan"
+    assert (run / "checkpoints" / "epoch_1.pt").is_file()
+    assert '"init_logit_scale": 100' not in (run / "open_clip_config.json").read_text()
+    if not resume:  # open_clip_train wants a new out.log: the failed run's is kept beside it
+        assert "the training loss is nan" in (run / "out.failed-1.log").read_text()

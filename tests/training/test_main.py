@@ -243,7 +243,7 @@ def test_model_kwargs_change_the_model_and_the_run_folder_rebuilds_it(
     resume = [*train_args(shards, tmp_path, "kw"), "--resume", "latest"]
     assert run_in_process([*resume, "--model-kwargs", default_slots]) == 1
     log = (tmp_path / "kw" / "out.log").read_text()
-    assert "describes another model than this run builds" in log
+    assert "records other settings than this run's (model_cfg)" in log
     assert (tmp_path / "kw" / "open_clip_config.json").read_text() == written
 
 
