@@ -122,7 +122,7 @@ class WebDatasetTraining:
         open_clip_train.train.train_one_epoch(
             model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
         )
-        self.skipped.report(epoch, args)
+        self.skipped.report_epoch(epoch, args)
 
 
 @contextmanager

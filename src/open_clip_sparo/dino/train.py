@@ -465,25 +465,23 @@ def _train_in(
             if (epoch + 1) % args.save_frequency == 0 or epoch + 1 == args.epochs:
                 atomic_save(state, run / "checkpoints" / f"epoch_{epoch + 1}.pt")
         trainer.kept = f"the last good checkpoint is {run / 'checkpoints' / LATEST}"
-        _report_skipped(data, epoch, world_size, device)
+        _report_skipped(data, epoch, rank, world_size, device)
     return 0
 
 
-def _report_skipped(data: TrainData, epoch: int, world_size: int, device: torch.device) -> None:
+def _report_skipped(
+    data: TrainData, epoch: int, rank: int, world_size: int, device: torch.device
+) -> None:
     """Log the training images skipped in ``epoch``, summed over processes (each calls this)."""
     if data.skipped is None:
         return
-    counts = data.skipped.take_counts()
-    if world_size > 1:
-        summed = torch.tensor(list(counts.values()), device=device)
+
+    def sum_over_ranks(counts: list[int]) -> list[int]:
+        summed = torch.tensor(counts, device=device)
         dist.all_reduce(summed)
-        counts = dict(zip(counts, summed.tolist(), strict=True))
-    if any(counts.values()):
-        log.warning(
-            "Skipped training data in epoch %d: %s (a warning names each one)",
-            epoch,
-            ", ".join(f"{reason}: {n}" for reason, n in counts.items() if n),
-        )
+        return summed.tolist()
+
+    data.skipped.report(epoch, sum_over_ranks if world_size > 1 else None, log=rank == 0)
 
 
 def _check_nothing_overwritten(run: Path, start_epoch: int) -> None:
