@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from open_clip.model import CLIPVisionCfg
@@ -14,6 +14,28 @@ from .embedding import SlotEmbedding
 from .openclip_internals import VIT_HAS_LAYER_GROUPS
 from .output import SparoOutput
 from .readout import Sparo
+
+ViT = TypeVar("ViT", bound=VisionTransformer)
+
+
+def specialise_vit(vit: nn.Module, cls: type[ViT], what: str) -> ViT:
+    """Turn a ViT built by OpenCLIP's own tower builder into its subclass ``cls``, in place: the
+    one way every model of this package (SPARO, the controls, the backbones built on them) gets
+    its vision tower.
+
+    OpenCLIP's builder hard-codes the class it instantiates; building with it and then
+    specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP interprets it. ``what``
+    names the model in errors (``"SPARO"``, ``"the gap control"``).
+    """
+    if type(vit) is not VisionTransformer:
+        raise ValueError(
+            f"{what} needs OpenCLIP's VisionTransformer tower, got {type(vit).__name__}; remove "
+            "vision_cfg.timm_model_name and give vision_cfg.layers as one integer."
+        )
+    if vit.attn_pool is not None:
+        raise ValueError(f"vision_cfg.attentional_pool conflicts with {what}; remove it.")
+    vit.__class__ = cls
+    return vit
 
 
 class SparoVisionTransformer(VisionTransformer):
@@ -31,23 +53,8 @@ class SparoVisionTransformer(VisionTransformer):
     def from_vit(
         cls, vit: VisionTransformer, sparo_cfg: SparoCfg, sizes: TowerSizes
     ) -> SparoVisionTransformer:
-        """Specialise a ViT built by OpenCLIP's own tower builder, in place: the one way both
-        :class:`~open_clip_sparo.SparoCLIP` and the DINO backbone get their SPARO tower.
-
-        OpenCLIP's builder hard-codes the class it instantiates; building with it (``sizes.layers``
-        blocks) and then specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP
-        interprets it.
-        """
-        if type(vit) is not VisionTransformer:
-            raise ValueError(
-                f"SPARO needs OpenCLIP's VisionTransformer tower, got {type(vit).__name__}; "
-                "timm and ResNet vision towers are not supported."
-            )
-        if vit.attn_pool is not None:
-            raise ValueError(
-                "vision_cfg.attentional_pool conflicts with the SPARO read-out; remove it."
-            )
-        vit.__class__ = cls
+        """:func:`specialise_vit` of a ViT of ``sizes.layers`` blocks, with the read-out added."""
+        vit = specialise_vit(vit, cls, "the SPARO read-out")
         vit.proj = None
         vit.sparo = Sparo.from_cfg(sparo_cfg, sizes)
         vit.slot_embedding = SlotEmbedding(sparo_cfg.slot_repr, sparo_cfg.slot_weight)
@@ -97,13 +104,12 @@ class SparoVisionTransformer(VisionTransformer):
         return names
 
 
-def check_vision_cfg(vision: CLIPVisionCfg) -> None:
-    """SPARO reads out of OpenCLIP's own ViT tower, given as one integer of ``layers``."""
+def check_vision_cfg(vision: CLIPVisionCfg, what: str = "SPARO") -> None:
+    """``what`` reads out of OpenCLIP's own ViT tower, given as one integer of ``layers``."""
     if vision.timm_model_name or not isinstance(vision.layers, int):
         raise ValueError(
-            "SPARO (and its DINO class-token twin) needs OpenCLIP's ViT vision tower; remove "
-            "vision_cfg.timm_model_name and give "
-            "vision_cfg.layers as one integer."
+            f"{what} needs OpenCLIP's ViT vision tower; remove vision_cfg.timm_model_name and "
+            "give vision_cfg.layers as one integer."
         )
 
 
