@@ -35,6 +35,7 @@ from typing import Any
 import open_clip
 import open_clip_train.main
 import open_clip_train.params
+import open_clip_train.train
 import torch
 from open_clip import factory
 from open_clip_train.distributed import broadcast_object, is_master
@@ -46,7 +47,7 @@ from open_clip_sparo.util.run_folder import failed_without_checkpoint, record_fa
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
-from .patching import patched
+from .patching import patched, upstream_call
 from .run_config import run_config, write_run_config
 from .slot_stats import SlotStatsLogger
 
@@ -153,8 +154,13 @@ class SparoRun:
                 "continue it, or choose another --name (or --logs)."
             )
 
-    def _parse_args(self, argv: list[str]) -> Any:
-        args = open_clip_train.params.parse_args(argv)
+    def _parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = open_clip_train.params.parse_args(*args, **kwargs)
+        self._check_options(parsed)
+        return parsed
+
+    def _check_options(self, args: Any) -> None:
+        """Apply and check the SPARO flags against open_clip_train's parsed ``args``."""
         if self.options.init_from_clip is not None:
             if args.pretrained:
                 raise SparoRunError(
@@ -176,7 +182,6 @@ class SparoRun:
         self._check_model_name(args)
         self._check_run_dir(args)
         self.args = args
-        return args
 
     def _create_model_and_transforms(self, model_name: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -285,24 +290,12 @@ class SparoRun:
         if master:
             logging.info(f"--init-from-clip {path}:\n{report.table()}")
 
-    def _train_one_epoch(
-        self,
-        model: nn.Module,
-        data: dict[str, Any],
-        loss: nn.Module,
-        epoch: int,
-        optimizer: Any,
-        scaler: Any,
-        scheduler: Any,
-        dist_model: nn.Module | None,
-        args: Any,
-        tb_writer: Any = None,
-    ) -> None:
+    def _train_one_epoch(self, *args: Any, **kwargs: Any) -> Any:
         self.started = True
-        steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
+        call = upstream_call(open_clip_train.train.train_one_epoch, args, kwargs)
+        data, epoch, run_args = call["data"], call["epoch"], call["args"]
+        steps_per_epoch = data["train"].dataloader.num_batches // run_args.accum_freq
         self.loss_check.start_epoch(epoch, steps_per_epoch)
         if self.slot_stats is not None:
-            self.slot_stats.start_epoch(epoch, steps_per_epoch, tb_writer)
-        self._next_train_one_epoch(
-            model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
-        )
+            self.slot_stats.start_epoch(epoch, steps_per_epoch, call.get("tb_writer"))
+        return self._next_train_one_epoch(*args, **kwargs)

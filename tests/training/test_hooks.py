@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from training_utils import run_in_process, train_args
+
+from training.hooks import SparoOptions, SparoRun
 
 
 @pytest.mark.parametrize(
@@ -45,3 +48,19 @@ def test_a_failed_start_in_an_existing_run_folder_keeps_it(shards: str, tmp_path
     argv = [*train_args(shards, tmp_path, "run"), "--max-params", "100"]
     assert run_in_process(argv) == 1
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_train_one_epoch_passes_every_argument_through() -> None:
+    run = SparoRun(SparoOptions())
+    told = []
+    run.loss_check = SimpleNamespace(
+        start_epoch=lambda *epoch_and_steps: told.append(epoch_and_steps)
+    )
+    calls = []
+    run._next_train_one_epoch = lambda *args, **kwargs: calls.append((args, kwargs)) or "done"
+    loader = SimpleNamespace(dataloader=SimpleNamespace(num_batches=8))
+    args = ("model", {"train": loader}, "loss", 3, "optimizer", "scaler", "scheduler", None)
+    kwargs = {"args": SimpleNamespace(accum_freq=2), "tb_writer": "writer"}
+    assert run._train_one_epoch(*args, **kwargs) == "done"
+    assert calls == [(args, kwargs)] and run.started
+    assert told == [(3, 4)]  # the epoch, and its 8 batches / accum_freq 2 steps
