@@ -113,10 +113,11 @@ class SparoRun:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     def _record_failure(self, error: Exception) -> None:
-        """Record in the run folder why the run stopped (the run-folder rule lets a rerun reuse
-        a failed folder that holds no checkpoint)."""
+        """Record in the run folder why the run stopped once training began (the run-folder
+        rule lets a rerun reuse a failed folder that holds no checkpoint); a start refused
+        before training records nothing in a folder that may hold another run."""
         args = self.args
-        if args is None or args.name is None or not is_master(args):
+        if not self.started or args.name is None or not is_master(args):
             return
         record_failure(Path(args.logs, args.name), error)
 
