@@ -86,7 +86,9 @@ def bench_case(
 ) -> dict[str, Any]:
     device = args.device
     torch.manual_seed(0)
-    sparo = Sparo(width, args.num_slots, args.slot_dim, args.attn_dim).to(device)
+    sparo = Sparo(
+        width, args.num_slots, args.slot_dim, args.attn_dim, args.attn_dim, args.num_slots
+    ).to(device)
     naive = NaiveSparo(sparo)
     tokens, mask = make_inputs(case, args.batch, num_tokens, width, device)
     with torch.no_grad(), autocast(device, precision):

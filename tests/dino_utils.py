@@ -13,7 +13,7 @@ from data_utils import write_image_folder
 from open_clip_sparo.dino.train import build_student, parse_args, resolve_args, run_config
 
 # four classes that differ in colour, so frozen random features already separate them a little
-CLASSES = {"0_red": "red", "1_green": "green", "2_blue": "blue", "3_white": "white"}
+CLASSES = {"0_red": "red", "1_green": "green", "2_blue": "blue", "3_purple": "purple"}
 # the tiny DINO head used by every test
 HEAD_ARGS = ["--out-dim", "64", "--head-hidden-dim", "64", "--head-bottleneck-dim", "32"]
 
@@ -31,7 +31,7 @@ def one_thread() -> Iterator[None]:
 
 
 def labelled_folders(root: Path, per_class: int = 6) -> tuple[Path, Path]:
-    """(train, val) ImageFolders of coloured squares, one class per colour."""
+    """(train, val) ImageFolders of coloured shapes (the synthetic world), one class per colour."""
     train = write_image_folder(root / "train", CLASSES, per_class=per_class, seed=0)
     val = write_image_folder(root / "val", CLASSES, per_class=per_class // 2, seed=1)
     return train, val

@@ -101,14 +101,6 @@ def test_check_slot_indices_sorts():
     assert check_slot_indices([4, 0, 2], NUM_SLOTS) == (0, 2, 4)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "key"), [({"slot_repr": "x"}, "slot_repr"), ({"slot_weight": "x"}, "slot_weight")]
-)
-def test_unknown_options(kwargs, key):
-    with pytest.raises(ValueError, match=key):
-        SlotEmbedding(**kwargs)
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     sparo_type=st.sampled_from(SPARO_TYPES),

@@ -7,16 +7,31 @@ import os
 import re
 import subprocess
 import sys
+from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import open_clip
 import torch
 from open_clip.factory import load_state_dict
 
+from training.compat import WebDatasetTraining
 from training.main import main
 
 MODEL = "sparo-ViT-Ti-8-64"
+TESTS = Path(__file__).parent
+
+
+def subprocess_command(module: str, function: str, *args: str) -> list[str]:
+    """Run ``function(list_of_args)`` of the test module ``module`` of tests/training in a fresh
+    Python process."""
+    code = (
+        f"import sys; sys.path[:0] = [{str(TESTS / 'training')!r}, {str(TESTS)!r}]; "
+        f"import {module} as t; "
+        f"sys.exit(t.{function}(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", code, *args]
 
 
 def train_args(shards: str, logs: Path, name: str, epochs: int = 1, samples: int = 32) -> list[str]:
@@ -79,3 +94,26 @@ def epoch_losses(log: Path) -> dict[int, list[float]]:
 
 def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     return load_state_dict(str(path))  # OpenCLIP's reader: ["state_dict"], "module." stripped
+
+
+def data_args(shards: str, **overrides: object) -> Namespace:
+    """The arguments open_clip_train's ``get_wds_dataset`` reads for training data."""
+    args = dict(
+        train_data=shards, train_num_samples=32, dataset_resampled=False, seed=0, rank=0,
+        world_size=1, workers=0, batch_size=1, train_data_upsampling_factors=None,
+    )  # fmt: skip
+    return Namespace(**{**args, **overrides})
+
+
+def one_pass(shards: str, epoch: int = 0) -> tuple[list[float], dict[str, int]]:
+    """One pass over ``shards`` through the training pipeline (without augmentation): the image
+    sums of the samples in order, and the skips counted."""
+    _, _, preprocess = open_clip.create_model_and_transforms(MODEL)
+    training = WebDatasetTraining()
+    data = training.get_wds_dataset(
+        data_args(shards), preprocess, is_train=True, tokenizer=open_clip.get_tokenizer(MODEL)
+    )
+    data.set_epoch(epoch)
+    dataset = data.dataloader.pipeline[0].dataset
+    order = [image.sum().item() for image, _ in dataset.iterator1()]  # batches of one
+    return order, training.skipped.take_counts()

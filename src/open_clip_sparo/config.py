@@ -44,12 +44,12 @@ class SparoCfg:
                 raise ValueError(
                     f"sparo_cfg.{name} must be true or false, got {getattr(self, name)!r}."
                 )
-        check_choice("slot_repr", self.slot_repr, SLOT_REPRS)
-        check_choice("slot_weight", self.slot_weight, SLOT_WEIGHTS)
+        _check_choice("slot_repr", self.slot_repr, SLOT_REPRS)
+        _check_choice("slot_weight", self.slot_weight, SLOT_WEIGHTS)
         if self.num_heads is not None:
-            check_heads(self.num_slots, self.num_heads)
+            _check_heads(self.num_slots, self.num_heads)
         if self.attn_dim is not None:
-            check_value_dim(self.share_kv, self.value_dim, self.attn_dim)
+            _check_value_dim(self.share_kv, self.value_dim, self.attn_dim)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | SparoCfg | None) -> SparoCfg:
@@ -90,7 +90,7 @@ class SparoCfg:
             )
         attn_dim = self.attn_dim or head_width
         value_dim = self.value_dim or attn_dim
-        check_value_dim(self.share_kv, value_dim, attn_dim, tower)
+        _check_value_dim(self.share_kv, value_dim, attn_dim, tower)
         return TowerSizes(
             width=width,
             layers=layers - self.reduce_depth,
@@ -112,13 +112,13 @@ class TowerSizes:
     num_heads: int
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """The option ``name`` must be one of ``choices``."""
     if value not in choices:
         raise ValueError(f"sparo_cfg.{name}={value!r} is unknown; use one of {list(choices)}.")
 
 
-def check_heads(num_slots: int, num_heads: int) -> None:
+def _check_heads(num_slots: int, num_heads: int) -> None:
     """``num_heads`` key/value heads must divide ``num_slots`` slots."""
     if num_slots % num_heads:
         raise ValueError(
@@ -128,7 +128,7 @@ def check_heads(num_slots: int, num_heads: int) -> None:
         )
 
 
-def check_value_dim(
+def _check_value_dim(
     share_kv: bool, value_dim: int | None, attn_dim: int, tower: str | None = None
 ) -> None:
     """With ``share_kv`` the keys are the values, so ``value_dim`` must equal ``attn_dim``."""

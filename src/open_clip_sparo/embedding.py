@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LOGIT_SLOT_WEIGHTS, SLOT_REPRS, SLOT_WEIGHTS, check_choice
+from .config import LOGIT_SLOT_WEIGHTS
 
 
 class SlotEmbedding(nn.Module):
@@ -32,9 +32,8 @@ class SlotEmbedding(nn.Module):
     selected: list[int] | None
 
     def __init__(self, slot_repr: str = "cont", slot_weight: str = "const") -> None:
+        """``slot_repr`` and ``slot_weight`` as :class:`~open_clip_sparo.SparoCfg` checked them."""
         super().__init__()
-        check_choice("slot_repr", slot_repr, SLOT_REPRS)
-        check_choice("slot_weight", slot_weight, SLOT_WEIGHTS)
         self.slot_repr = slot_repr
         self.slot_weight = slot_weight
         self.needs_logit = slot_weight in LOGIT_SLOT_WEIGHTS

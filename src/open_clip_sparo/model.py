@@ -21,7 +21,18 @@ from .timm_vision import SparoTimmVision
 from .vision import SparoVisionTransformer
 
 
-class SparoCLIP(CLIP):
+class TextTokens:
+    """Mixin for OpenCLIP's ``CLIP``: the input of its text transformer, as a method (scripted
+    with the model)."""
+
+    def _text_tokens(self, text: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(B, N)`` -> token plus positional embeddings ``(B, N, width)``."""
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(text).to(cast_dtype)  # (B, N, width)
+        return x + self.positional_embedding.to(cast_dtype)
+
+
+class SparoCLIP(TextTokens, CLIP):
     """CLIP whose image and text embeddings are SPARO embeddings of ``num_slots * slot_dim`` dims.
 
     Built by OpenCLIP's factory for any model config that carries ``sparo_cfg``. The towers are
@@ -90,11 +101,6 @@ class SparoCLIP(CLIP):
         """``(B,)`` position of the end of the text, found as OpenCLIP's text pooling finds it."""
         return eos_positions(text, self.text_pool_type, self.text_eos_id, self.text_pad_id)
 
-    def _text_tokens(self, text: torch.Tensor) -> torch.Tensor:
-        cast_dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(text).to(cast_dtype)  # (B, N, width)
-        return x + self.positional_embedding.to(cast_dtype)
-
     def encode_text_slots(self, text: torch.Tensor) -> SparoOutput:
         """Token ids -> weighted slots ``(B, L, V)`` and attention ``(B, L, N)``, 0 after EOS."""
         x = self.transformer(self._text_tokens(text), attn_mask=self.attn_mask)
@@ -152,18 +158,7 @@ class SparoCLIP(CLIP):
                 output["text_features"] = F.normalize(features, dim=-1) if normalize else features
         if intermediates_only:
             return output
-        if output_logits:
-            if image is None or text is None:
-                raise ValueError("output_logits needs both image and text.")
-            logits = self.logit_scale.exp() * output["image_features"] @ output["text_features"].T
-            if self.logit_bias is not None:
-                logits = logits + self.logit_bias
-            output["image_logits"], output["text_logits"] = logits, logits.T
-        if output_logit_scale_bias:
-            output["logit_scale"] = self.logit_scale.exp()
-            if self.logit_bias is not None:
-                output["logit_bias"] = self.logit_bias
-        return output
+        return add_logits(self, output, output_logits, output_logit_scale_bias)
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         """Freeze the image tower, read-out included; ``unlocked_groups`` counts the read-out as
@@ -202,6 +197,27 @@ class SparoCLIP(CLIP):
         if strict:
             check_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def add_logits(
+    model: CLIP, output: dict[str, Any], output_logits: bool, output_logit_scale_bias: bool
+) -> dict[str, Any]:
+    """The end of OpenCLIP's ``forward_intermediates`` for features already in ``output``:
+    ``image_logits`` / ``text_logits`` (``output_logits``), ``logit_scale`` and ``logit_bias``
+    (``output_logit_scale_bias``)."""
+    scale = model.logit_scale.exp()
+    if output_logits:
+        if "image_features" not in output or "text_features" not in output:
+            raise ValueError("output_logits needs both image and text.")
+        logits = scale * output["image_features"] @ output["text_features"].T
+        if model.logit_bias is not None:
+            logits = logits + model.logit_bias
+        output["image_logits"], output["text_logits"] = logits, logits.T
+    if output_logit_scale_bias:
+        output["logit_scale"] = scale
+        if model.logit_bias is not None:
+            output["logit_bias"] = model.logit_bias
+    return output
 
 
 def _as_cfg(cls: type, cfg: Any) -> Any:

@@ -52,17 +52,32 @@ _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
 }
 
 
-def supported_range() -> str:
-    """The ``open_clip_torch`` requirement this installation declares (pyproject.toml)."""
+def supported_range(distribution: str = "open_clip_torch") -> str:
+    """The requirement on ``distribution`` this installation declares (pyproject.toml)."""
     try:
         requirements = importlib.metadata.requires("open_clip_sparo") or []
     except importlib.metadata.PackageNotFoundError:
         requirements = []
+    name = "[-_.]".join(map(re.escape, re.split(r"[-_.]", distribution)))
     for requirement in requirements:
-        match = re.match(r"open[-_.]clip[-_.]torch\s*(\[[^\]]*\])?\s*([^;]*)", requirement, re.I)
+        match = re.match(rf"{name}\s*(\[[^\]]*\])?\s*([^;]*)", requirement, re.I)
         if match:
-            return f"open_clip_torch{match.group(2).strip()}"
-    return "the open_clip_torch range in pyproject.toml"
+            return f"{distribution}{match.group(2).strip()}"
+    return f"the {distribution} range in pyproject.toml"
+
+
+def missing_attributes(required: dict[str, tuple[str, ...]]) -> list[str]:
+    """The names of ``required`` (module -> names in it) that the installed modules lack: the
+    check of every upstream package's private names this project uses."""
+    missing = []
+    for module_name, names in required.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(module_name)
+            continue
+        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
+    return missing
 
 
 def missing_names() -> list[str]:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .config import SparoCfg, TowerSizes, check_heads, check_value_dim
+from .config import SparoCfg, TowerSizes
 
 
 class SparoOutput(NamedTuple):
@@ -38,10 +38,12 @@ class Sparo(nn.Module):
         num_slots: number of slots ``L``.
         out_dim: per-slot output size (``slot_dim``, plus one weight logit where needed).
         attn_dim: query/key size ``a`` of each head.
-        value_dim: value size of each head (defaults to ``attn_dim``).
-        num_heads: number of key/value heads (defaults to ``num_slots``).
+        value_dim: value size of each head (``attn_dim`` with ``share_kv``).
+        num_heads: number of key/value heads, a divisor of ``num_slots``.
         share_kv: use the keys as values (no separate value projection).
         shared_queries: own no queries; ``forward`` then takes them as an argument.
+
+    The sizes are resolved and checked ones (:meth:`SparoCfg.tower`, :meth:`from_cfg`).
     """
 
     def __init__(
@@ -50,16 +52,12 @@ class Sparo(nn.Module):
         num_slots: int,
         out_dim: int,
         attn_dim: int,
-        value_dim: int | None = None,
-        num_heads: int | None = None,
+        value_dim: int,
+        num_heads: int,
         share_kv: bool = True,
         shared_queries: bool = False,
     ) -> None:
         super().__init__()
-        num_heads = num_heads or num_slots
-        value_dim = value_dim or attn_dim
-        check_heads(num_slots, num_heads)
-        check_value_dim(share_kv, value_dim, attn_dim)
         self.num_slots, self.num_heads = num_slots, num_heads
         self.attn_dim, self.value_dim = attn_dim, value_dim
         self.queries = None if shared_queries else nn.Parameter(torch.randn(num_slots, attn_dim))

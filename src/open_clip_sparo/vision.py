@@ -4,7 +4,7 @@ the read-out half every SPARO vision tower shares."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from open_clip.model import CLIPVisionCfg
@@ -16,6 +16,28 @@ from .derive import vision_support
 from .embedding import SlotEmbedding
 from .openclip_internals import VIT_HAS_LAYER_GROUPS
 from .readout import Sparo, SparoOutput
+
+ViT = TypeVar("ViT", bound=VisionTransformer)
+
+
+def specialise_vit(vit: nn.Module, cls: type[ViT], what: str) -> ViT:
+    """Turn a ViT built by OpenCLIP's own tower builder into its subclass ``cls``, in place: the
+    one way every model of this package (SPARO, the controls, the backbones built on them) gets
+    its vision tower.
+
+    OpenCLIP's builder hard-codes the class it instantiates; building with it and then
+    specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP interprets it. ``what``
+    names the model in errors (``"SPARO"``, ``"the gap control"``).
+    """
+    if type(vit) is not VisionTransformer:
+        raise ValueError(
+            f"{what} needs OpenCLIP's VisionTransformer tower, got {type(vit).__name__}; remove "
+            "vision_cfg.timm_model_name and give vision_cfg.layers as one integer."
+        )
+    if vit.attn_pool is not None:
+        raise ValueError(f"vision_cfg.attentional_pool conflicts with {what}; remove it.")
+    vit.__class__ = cls
+    return vit
 
 
 class SlotReadOut:
@@ -75,23 +97,8 @@ class SparoVisionTransformer(SlotReadOut, VisionTransformer):
     def from_vit(
         cls, vit: VisionTransformer, sparo_cfg: SparoCfg, sizes: TowerSizes
     ) -> SparoVisionTransformer:
-        """Specialise a ViT built by OpenCLIP's own tower builder, in place: the one way both
-        :class:`~open_clip_sparo.SparoCLIP` and the DINO backbone get their SPARO tower.
-
-        OpenCLIP's builder hard-codes the class it instantiates; building with it (``sizes.layers``
-        blocks) and then specialising keeps every ``CLIPVisionCfg`` option exactly as OpenCLIP
-        interprets it.
-        """
-        if type(vit) is not VisionTransformer:
-            raise ValueError(
-                f"SparoVisionTransformer specialises OpenCLIP's VisionTransformer, got "
-                f"{type(vit).__name__}; timm towers take SparoTimmVision, ResNets no read-out."
-            )
-        if vit.attn_pool is not None:
-            raise ValueError(
-                "vision_cfg.attentional_pool conflicts with the SPARO read-out; remove it."
-            )
-        vit.__class__ = cls
+        """:func:`specialise_vit` of a ViT of ``sizes.layers`` blocks, with the read-out added."""
+        vit = specialise_vit(vit, cls, "the SPARO read-out")
         vit.proj = None
         vit.attach_read_out(sparo_cfg, sizes)
         return vit
@@ -132,14 +139,16 @@ class SparoVisionTransformer(SlotReadOut, VisionTransformer):
         return {*super().no_weight_decay(), *self.read_out_no_weight_decay()}
 
 
-def check_vision_cfg(vision: CLIPVisionCfg) -> None:
-    """SPARO reads out of a vision tower :func:`~open_clip_sparo.derive.vision_support` accepts."""
+def check_vision_cfg(vision: CLIPVisionCfg, what: str = "SPARO") -> None:
+    """``what`` reads out of OpenCLIP's own ViT tower, one that
+    :func:`~open_clip_sparo.derive.vision_support` accepts and no timm tower."""
     reason = vision_support(asdict(vision))
+    if reason is None and vision.timm_model_name:
+        reason = f"it is the timm tower {vision.timm_model_name!r}"
     if reason is not None:
         raise ValueError(
-            f"SPARO (and its DINO class-token twin) cannot read this vision tower: {reason}; "
-            "use OpenCLIP's ViT (no timm_model_name, vision_cfg.layers as one integer, no "
-            "attentional_pool)."
+            f"{what} cannot read this vision tower: {reason}; use OpenCLIP's ViT (no "
+            "timm_model_name, vision_cfg.layers as one integer, no attentional_pool)."
         )
 
 

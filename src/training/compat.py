@@ -1,17 +1,20 @@
 """Fixes for the supported stack (open_clip_train 3.x, webdataset 0.2 and 1.x, PyTorch 2.x,
 NumPy 2), active during a run (docs/compatibility.md).
 
-Each fix replaces one or two names for the duration of :func:`pinned_stack_fixes` and says which
-upstream behaviour it works around.
+Each fix replaces one or two names for the duration of :func:`pinned_stack_fixes`, says in one
+line which upstream behaviour it works around, and is applied only where the installed release
+has that behaviour (``NUMPY_2``, ``WEBDATASET_1``; the others hold for every supported release).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import numpy as np
 import open_clip.factory
 import open_clip_train.data
 import open_clip_train.logger
@@ -26,9 +29,13 @@ from open_clip_sparo.util.files import atomic_save
 
 from .checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpoint
 from .data_faults import SkippedSamples
-from .patching import patched
+from .patching import patched, upstream_call
 from .sample_order import seed_sample_shuffle
 from .shards import repeat_every_pass
+
+# the releases a repair applies to (docs/compatibility.md)
+NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+WEBDATASET_1 = int(importlib.metadata.version("webdataset").split(".")[0]) >= 1
 
 
 class CpuDistributedDataParallel(DistributedDataParallel):
@@ -88,41 +95,25 @@ class WebDatasetTraining:
     def __init__(self) -> None:
         self.skipped = SkippedSamples()
 
-    def get_wds_dataset(
-        self,
-        args: Any,
-        preprocess_img: Any,
-        is_train: bool,
-        epoch: int = 0,
-        floor: bool = False,
-        tokenizer: Any = None,
-    ) -> DataInfo:
-        if not is_train:
-            return get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
-        all_shards = open_clip_train.data.expand_urls(args.train_data)[0]
-        with self.skipped.counting(args.rank, all_shards):
-            data = get_wds_dataset(args, preprocess_img, is_train, epoch, floor, tokenizer)
-        seed_sample_shuffle(data, args.seed, args.rank)
-        repeat_every_pass(data)
+    def get_wds_dataset(self, *args: Any, **kwargs: Any) -> DataInfo:
+        call = upstream_call(get_wds_dataset, args, kwargs)
+        if not call["is_train"]:
+            return get_wds_dataset(*args, **kwargs)
+        run_args = call["args"]
+        all_shards = open_clip_train.data.expand_urls(run_args.train_data)[0]
+        with self.skipped.counting(run_args.rank, all_shards):
+            data = get_wds_dataset(*args, **kwargs)
+        seed_sample_shuffle(data, run_args.seed, run_args.rank)
+        if WEBDATASET_1:  # 1.x stops repeating after an empty pass: a rank waits forever
+            repeat_every_pass(data)
         return data
 
-    def train_one_epoch(
-        self,
-        model: torch.nn.Module,
-        data: dict[str, Any],
-        loss: torch.nn.Module,
-        epoch: int,
-        optimizer: Any,
-        scaler: Any,
-        scheduler: Any,
-        dist_model: torch.nn.Module | None,
-        args: Any,
-        tb_writer: Any = None,
-    ) -> None:
-        open_clip_train.train.train_one_epoch(
-            model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
-        )
-        self.skipped.report(epoch, args)
+    def train_one_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        """open_clip_train's ``train_one_epoch``, then the epoch's skips reported."""
+        result = open_clip_train.train.train_one_epoch(*args, **kwargs)
+        call = upstream_call(open_clip_train.train.train_one_epoch, args, kwargs)
+        self.skipped.report_epoch(call["epoch"], call["args"])
+        return result
 
 
 @contextmanager
@@ -131,11 +122,14 @@ def pinned_stack_fixes() -> Iterator[None]:
     ``checkpoints``, ``data_faults`` and ``sample_order``."""
     webdataset = WebDatasetTraining()
     with ExitStack() as stack:
+        # open_clip_train 3.x (all supported) passes device_ids on CPU, which PyTorch refuses;
         # open_clip_train.main calls torch.nn.parallel.DistributedDataParallel(...) by that path
         stack.enter_context(
             patched(torch.nn.parallel, "DistributedDataParallel", CpuDistributedDataParallel)
         )
-        stack.enter_context(patched(open_clip_train.zero_shot, "accuracy", zero_shot_accuracy))
+        if NUMPY_2:  # NumPy 2 refuses the float() of an array in its zero-shot accuracy
+            stack.enter_context(patched(open_clip_train.zero_shot, "accuracy", zero_shot_accuracy))
+        # PyTorch 2.x (all supported) has internal loggers that upstream's setup_logging opens
         stack.enter_context(patched(open_clip_train.main, "setup_logging", setup_logging))
         # open_clip_train.main saves checkpoints with torch.save(...), straight to their names
         stack.enter_context(patched(torch, "save", atomic_save))

@@ -16,7 +16,9 @@ run, names that ``open_clip_train.main`` looks up when it calls them:
 
 A start that fails before training (a bad flag, ``--max-params``, a model that cannot be built)
 removes the run folder open_clip_train made for it, so the corrected command can run under the
-same ``--name``; a folder that existed before is left as it was.
+same ``--name``; a folder that existed before is left as it was. A run that fails later records
+the failure in its folder; if it saved no checkpoint, a rerun under the same ``--name`` reuses
+the folder (``open_clip_sparo.util.run_folder``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import open_clip
 import open_clip_train.main
 import open_clip_train.params
+import open_clip_train.train
 import torch
 from open_clip import factory
 from open_clip_train.distributed import broadcast_object, is_master
@@ -43,10 +46,11 @@ from open_clip_sparo import SparoCLIP
 from open_clip_sparo.derive import baseline_name
 from open_clip_sparo.io.init_from_clip import init_from_clip, load_clip_state_dict
 from open_clip_sparo.io.pretrained import resolve_pretrained
+from open_clip_sparo.util.run_folder import failed_without_checkpoint, record_failure, set_aside
 
 from .loss_check import FiniteLossCheck
 from .model_config import merged_model_config
-from .patching import patched
+from .patching import patched, upstream_call
 from .run_config import run_config, write_run_config
 from .slot_stats import SlotStatsLogger
 
@@ -92,8 +96,10 @@ class SparoRun:
             self._stack.enter_context(patched(main, "train_one_epoch", self._train_one_epoch))
             try:
                 yield
-            except BaseException:
+            except BaseException as error:
                 self._remove_failed_start()
+                if isinstance(error, Exception):
+                    self._record_failure(error)
                 raise
             finally:
                 if self.slot_stats is not None:
@@ -109,6 +115,15 @@ class SparoRun:
             for handler in logging.root.handlers:  # out.log is inside
                 handler.flush()
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _record_failure(self, error: Exception) -> None:
+        """Record in the run folder why the run stopped once training began (the run-folder
+        rule lets a rerun reuse a failed folder that holds no checkpoint); a start refused
+        before training records nothing in a folder that may hold another run."""
+        args = self.args
+        if not self.started or args.name is None or not is_master(args):
+            return
+        record_failure(Path(args.logs, args.name), error)
 
     def _check_model_name(self, args: Any) -> None:
         """A model name OpenCLIP cannot resolve, refused before the run folder is made."""
@@ -136,16 +151,26 @@ class SparoRun:
             self.creates_run_dir = True
             return
         run_dir = Path(args.logs, args.name)
+        log = run_dir / "out.log"
         if not run_dir.exists():
             self.creates_run_dir = True
-        elif args.resume != "latest" and (run_dir / "out.log").exists():
+        elif args.resume != "latest" and log.exists() and failed_without_checkpoint(run_dir):
+            # open_clip_train refuses a run folder with an out.log: keep the failed run's aside
+            kept = set_aside(log)
+            logging.info(f"{run_dir}: the failed run before saved nothing; its log is now {kept}")
+        elif args.resume != "latest" and log.exists():
             raise SparoRunError(
                 f"run folder {run_dir} already holds a run (its out.log); add --resume latest to "
                 "continue it, or choose another --name (or --logs)."
             )
 
-    def _parse_args(self, argv: list[str]) -> Any:
-        args = open_clip_train.params.parse_args(argv)
+    def _parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = open_clip_train.params.parse_args(*args, **kwargs)
+        self._check_options(parsed)
+        return parsed
+
+    def _check_options(self, args: Any) -> None:
+        """Apply and check the SPARO flags against open_clip_train's parsed ``args``."""
         if self.options.init_from_clip is not None and args.pretrained:
             raise SparoRunError(
                 "--init-from-clip and --pretrained both give starting weights; use one "
@@ -168,7 +193,6 @@ class SparoRun:
                 raise SparoRunError(f"--init-from-clip: {error}") from error
         self._check_run_dir(args)
         self.args = args
-        return args
 
     def _create_model_and_transforms(self, model_name: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -277,25 +301,14 @@ class SparoRun:
         if master:
             logging.info(f"--init-from-clip {path}:\n{report.table()}")
 
-    def _train_one_epoch(
-        self,
-        model: nn.Module,
-        data: dict[str, Any],
-        loss: nn.Module,
-        epoch: int,
-        optimizer: Any,
-        scaler: Any,
-        scheduler: Any,
-        dist_model: nn.Module | None,
-        args: Any,
-        tb_writer: Any = None,
-    ) -> None:
+    def _train_one_epoch(self, *args: Any, **kwargs: Any) -> Any:
         self.started = True
-        steps_per_epoch = data["train"].dataloader.num_batches // args.accum_freq
+        call = upstream_call(open_clip_train.train.train_one_epoch, args, kwargs)
+        data, epoch, run_args = call["data"], call["epoch"], call["args"]
+        steps_per_epoch = data["train"].dataloader.num_batches // run_args.accum_freq
         self.loss_check.start_epoch(epoch, steps_per_epoch)
         if self.slot_stats is not None:
-            self.slot_stats.start_epoch(epoch, steps_per_epoch, tb_writer)
-        self._next_train_one_epoch(
-            model, data, loss, epoch, optimizer, scaler, scheduler, dist_model, args, tb_writer
-        )
+            self.slot_stats.start_epoch(epoch, steps_per_epoch, call.get("tb_writer"))
+        trained = self._next_train_one_epoch(*args, **kwargs)
         self.loss_check.end_epoch()
+        return trained

@@ -9,29 +9,31 @@ so a release that lacks one fails with one ``ImportError`` naming the supported
 
 from __future__ import annotations
 
-import importlib
-
 import open_clip
 
-from open_clip_sparo.openclip_internals import supported_range
+from open_clip_sparo.openclip_internals import missing_attributes, supported_range
 
-# module -> the names this package replaces (r) or calls (c) there
+# module -> the names this package replaces (r) or calls (c) there: every name it patches
+# (a test checks each ``patched(...)`` of the package against this list)
 REQUIRED: dict[str, tuple[str, ...]] = {
     "open_clip_train.main": (
         "main",  # c: training.main
         "parse_args",  # r: hooks
         "create_model_and_transforms",  # r: hooks
+        "create_loss",  # r: hooks (loss_check)
         "train_one_epoch",  # r: hooks, compat
         "setup_logging",  # r: compat
         "get_latest_checkpoint",  # r: compat; c: checkpoints
+        "pt_load",  # r: compat (checkpoints)
         "natural_key",  # c: checkpoints
     ),
     "open_clip_train.params": ("parse_args",),  # c: hooks
-    "open_clip_train.train": ("train_one_epoch",),  # c: compat
+    "open_clip_train.train": ("train_one_epoch",),  # c: hooks, compat
     "open_clip_train.zero_shot": ("accuracy",),  # r: compat
     "open_clip_train.logger": ("setup_logging",),  # c: compat
     "open_clip_train.data": (
         "get_wds_dataset",  # r, c: compat
+        "expand_urls",  # c: compat
         "tarfile_to_samples_nothrow",  # r: data_faults
         "url_opener",  # c: shards
         "group_by_keys_nothrow",  # c: shards
@@ -41,21 +43,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "SharedEpoch",
     ),
     "open_clip_train.distributed": ("all_gather_object", "broadcast_object", "is_master"),
-    "open_clip.factory": ("get_model_config", "parse_model_name"),  # r, c: model_config, hooks
+    "open_clip.factory": (
+        "get_model_config",  # r, c: model_config, hooks
+        "parse_model_name",  # c: hooks
+        "load_state_dict",  # r: compat (checkpoints)
+    ),
+    "torch": ("save",),  # r: compat (atomic writes)
+    "torch.nn.parallel": ("DistributedDataParallel",),  # r: compat
 }
 
 
 def missing_names() -> list[str]:
-    """The names in :data:`REQUIRED` the installed open_clip_torch lacks."""
-    missing = []
-    for module_name, names in REQUIRED.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            missing.append(module_name)
-            continue
-        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
-    return missing
+    """The names in :data:`REQUIRED` the installed packages lack."""
+    return missing_attributes(REQUIRED)
 
 
 def unsupported_message(what: str) -> str:

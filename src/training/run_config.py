@@ -12,7 +12,7 @@ from torch import nn
 
 from open_clip_sparo import SparoCLIP
 from open_clip_sparo.io.checkpoint import CONFIG_NAME, built_depths
-from open_clip_sparo.util.files import read_json, write_json
+from open_clip_sparo.util.run_folder import claim_run_folder
 
 # what identifies the model of a run (a resume must build the same); the rest describes it
 MODEL_KEYS = ("model_name", "model_cfg", "preprocess_cfg")
@@ -32,20 +32,20 @@ def run_config(model_name: str, model: nn.Module, model_cfg: dict[str, Any]) -> 
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
-    """Write ``config`` to ``run_dir/open_clip_config.json``.
+    """Claim ``run_dir`` with ``config`` as ``open_clip_config.json`` (the run-folder rule).
 
     A resumed run finds the same config there and leaves it; a different one is an error, since
-    the checkpoints in the folder belong to the model it describes.
+    the checkpoints in the folder belong to the model it describes. The folder is
+    open_clip_train's: its other files (``out.log``, ``params.txt``) are adopted.
     """
-    path = Path(run_dir) / CONFIG_NAME
-    if path.exists():
-        existing = read_json(path, "run config")
-        if any(existing.get(key) != config[key] for key in MODEL_KEYS):
-            raise ValueError(
-                f"{path} describes another model than this run builds (other --model or "
-                "--model-kwargs?); resume with the run's own settings, or start a new run "
-                "with another --name."
-            )
-        return path
-    write_json(path, config)
-    return path
+    claim_run_folder(
+        run_dir,
+        CONFIG_NAME,
+        config,
+        keys=MODEL_KEYS,
+        adopt=True,
+        what="run folder",
+        fix="the run was started with another --model or --model-kwargs; resume with the run's "
+        "own settings, or start a new run with another --name.",
+    )
+    return Path(run_dir) / CONFIG_NAME

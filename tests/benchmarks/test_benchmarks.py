@@ -42,7 +42,9 @@ def load(results, benchmark):
 @pytest.mark.parametrize("share_kv", [True, False])
 def test_naive_readout_computes_sparo(share_kv):
     torch.manual_seed(0)
-    sparo = Sparo(width=12, num_slots=6, out_dim=5, attn_dim=4, num_heads=3, share_kv=share_kv)
+    sparo = Sparo(
+        width=12, num_slots=6, out_dim=5, attn_dim=4, value_dim=4, num_heads=3, share_kv=share_kv
+    )
     tokens = torch.randn(3, 7, 12)
     mask = torch.arange(7)[None, :] >= torch.tensor([7, 3, 1])[:, None]
     slots, attn = sparo(tokens, mask)

@@ -57,7 +57,7 @@ def test_rerun_reuses_steps_and_keeps_the_earlier_report(demo, capsys):
 
 def test_other_budget_in_the_same_folder_is_refused(demo, capsys):
     assert sparo(["demo", "--out", str(demo), "--budget", "full"]) == 1
-    assert "another budget" in capsys.readouterr().err
+    assert "records other settings than this run's" in capsys.readouterr().err
 
 
 def test_an_unrelated_folder_is_refused(tmp_path, capsys):

@@ -137,6 +137,10 @@ def test_a_non_finite_loss_stops_naming_the_step_and_the_causes(images, tmp_path
         line = fails_with(capsys, main, argv, r"the training loss is nan at step 0 \(epoch 0")
     assert "no checkpoint was written yet" in line and "--teacher-temp" in line and "--lr" in line
     assert not (out / "checkpoints").exists()
+    assert "the training loss is nan" in (out / "failed.txt").read_text()
+    with one_thread():  # the corrected command reuses the folder of the failed run
+        assert main(_argv(images, out, batch=16)) == 0
+    assert (out / "checkpoints" / "epoch_latest.pt").is_file() and not (out / "failed.txt").exists()
 
 
 def test_bad_run_config_and_resume_files_are_named(images, tmp_path, capsys):
@@ -144,7 +148,7 @@ def test_bad_run_config_and_resume_files_are_named(images, tmp_path, capsys):
     out.mkdir()
     (out / "dino_config.json").write_text("{not json")
     argv = [*_argv(images, out), "--resume", "latest"]
-    fails_with(capsys, main, argv, r"run config .*dino_config.json is not valid JSON")
+    fails_with(capsys, main, argv, r"settings .*dino_config.json is not valid JSON")
     argv = [*_argv(images, tmp_path / "other"), "--resume", str(tmp_path)]
     fails_with(capsys, main, argv, r"--resume .* is a folder, not a file")
     (tmp_path / "backbone.json").write_text("[1, 2")

@@ -9,7 +9,6 @@ import open_clip
 import pytest
 import torch
 from benchmark_data import write_wds_classification
-from data_utils import write_caption_shards
 from training_utils import checkpoint_state, epoch_losses, run_in_process, train_args
 
 from open_clip_sparo import cli as sparo_cli
@@ -17,11 +16,6 @@ from open_clip_sparo.controls.models import CONTROL_CLASSES
 from training.model_config import check_model_kwargs
 
 CONTROLS = [f"{kind}-ViT-Ti-8-64" for kind in CONTROL_CLASSES]
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return write_caption_shards(tmp_path_factory.mktemp("shards"), num_shards=2)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import open_clip
 import pytest
-from training_utils import MODEL
+from training_utils import MODEL, run_in_process
 
 from training.model_config import deep_merge, merged_model_config
 
@@ -51,3 +52,16 @@ def test_merged_model_config_reaches_model_and_tokenizer_then_restores() -> None
     assert open_clip.get_model_config(MODEL)["sparo_cfg"]["num_slots"] == 16
     with pytest.raises(ValueError, match="registered model name"):
         merged_model_config("local-dir:/some/run", overrides).__enter__()
+
+
+def test_model_kwargs_block_must_be_an_object_and_cli_stops_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="vision_cfg must be a JSON object"):
+        merged_model_config(MODEL, {"vision_cfg": 64}).__enter__()
+    argv = ["--model", MODEL, "--logs", str(tmp_path), "--model-kwargs", '{"sparo_cfg": {"x": 1}}']
+    assert run_in_process(argv) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("training.main: error: --model-kwargs: unknown key 'sparo_cfg.x'")
+    assert "'num_slots'" in error
+    assert not list(tmp_path.iterdir())  # stopped before any run folder

@@ -19,6 +19,6 @@ def test_run_config_is_kept_on_resume_and_never_replaced(tmp_path: Path) -> None
     written = path.read_text()
     assert write_run_config(tmp_path, config) == path and path.read_text() == written
     other = deep_merge(config, {"model_cfg": {"sparo_cfg": {"num_slots": 8}}})
-    with pytest.raises(ValueError, match="describes another model"):
+    with pytest.raises(ValueError, match=r"records other settings than this run.s \(model_cfg\)"):
         write_run_config(tmp_path, other)
     assert path.read_text() == written

@@ -20,6 +20,8 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from ..eos import after_eos, check_eos_pool_type
+from ..model import TextTokens, add_logits
+from ..vision import specialise_vit
 from .codebook import CodebookQuery
 from .config import ControlCfg
 
@@ -32,13 +34,12 @@ class GapVisionTransformer(VisionTransformer):
     @classmethod
     def from_vit(cls, vit: nn.Module) -> GapVisionTransformer:
         """Specialise a ViT built by OpenCLIP's tower builder, in place."""
-        _check_vit(vit, "gap")
+        vit = specialise_vit(vit, cls, "the gap control")
         if vit.pool_type != "tok":
             raise ValueError(
                 f"the GAP control replaces the pooling; remove vision_cfg.pool_type="
                 f"{vit.pool_type!r}."
             )
-        vit.__class__ = cls
         return vit
 
     def _global_pool(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,19 +89,7 @@ class _FeaturesFromEncoders:
             output["image_features"] = self.encode_image(image, normalize=normalize)
         if text is not None:
             output["text_features"] = self.encode_text(text, normalize=normalize)
-        scale = self.logit_scale.exp()
-        if output_logits:
-            if image is None or text is None:
-                raise ValueError("output_logits needs both image and text.")
-            logits = scale * output["image_features"] @ output["text_features"].T
-            if self.logit_bias is not None:
-                logits = logits + self.logit_bias
-            output["image_logits"], output["text_logits"] = logits, logits.T
-        if output_logit_scale_bias:
-            output["logit_scale"] = scale
-            if self.logit_bias is not None:
-                output["logit_bias"] = self.logit_bias
-        return output
+        return add_logits(self, output, output_logits, output_logit_scale_bias)
 
 
 class BottleneckCLIP(_FeaturesFromEncoders, CLIP):
@@ -141,7 +130,7 @@ class BottleneckCLIP(_FeaturesFromEncoders, CLIP):
         self.text_bottleproj.requires_grad_(self.text_projection.requires_grad)
 
 
-class CodebookCLIP(_FeaturesFromEncoders, CLIP):
+class CodebookCLIP(TextTokens, _FeaturesFromEncoders, CLIP):
     """CLIP whose towers end in a :class:`CodebookQuery` over shared codes ``space_dict``
     ``(num_codes, embed_dim)``, N(0, 1) init: the image read-out sees the patch tokens, the text
     read-out positions 0..EOS, both straight from the last block (no ``ln_post`` /
@@ -157,7 +146,7 @@ class CodebookCLIP(_FeaturesFromEncoders, CLIP):
     ) -> None:
         cfg = ControlCfg.from_dict(control_cfg, "codebook")
         super().__init__(embed_dim, vision_cfg, text_cfg, **kwargs)
-        _check_vit(self.visual, "codebook")
+        specialise_vit(self.visual, VisionTransformer, "the codebook control")  # checked only
         check_eos_pool_type(self.text_pool_type)
         self.control_cfg = cfg
         self.visual.proj = None
@@ -176,9 +165,7 @@ class CodebookCLIP(_FeaturesFromEncoders, CLIP):
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        cast_dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(text).to(cast_dtype) + self.positional_embedding.to(cast_dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask)  # (B, N, width)
+        x = self.transformer(self._text_tokens(text), attn_mask=self.attn_mask)  # (B, N, width)
         padding = after_eos(text, self.text_pool_type, self.text_eos_id)  # (B, N)
         features = self.txt_query_model(x, self.space_dict, padding)  # (B, embed_dim)
         return F.normalize(features, dim=-1) if normalize else features
@@ -204,16 +191,3 @@ def build_control(*args: Any, control_cfg: ControlCfg | dict[str, Any], **kwargs
     """The control model ``control_cfg.kind`` names, from a model config's keys."""
     cfg = ControlCfg.from_dict(control_cfg)
     return CONTROL_CLASSES[cfg.kind](*args, control_cfg=cfg, **kwargs)
-
-
-def _check_vit(vit: nn.Module, kind: str) -> None:
-    if type(vit) is not VisionTransformer:
-        raise ValueError(
-            f"the {kind} control needs OpenCLIP's VisionTransformer tower, got "
-            f"{type(vit).__name__}; remove vision_cfg.timm_model_name and give layers as one "
-            "integer."
-        )
-    if vit.attn_pool is not None:
-        raise ValueError(
-            f"vision_cfg.attentional_pool conflicts with the {kind} control; remove it."
-        )

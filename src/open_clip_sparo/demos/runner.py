@@ -16,6 +16,7 @@ from typing import Any
 
 from ..cli import main as sparo
 from ..util.files import write_json
+from ..util.run_folder import claim_run_folder
 
 BASELINE, SPARO = "ViT-Ti-8-64", "sparo-ViT-Ti-8-64"
 MODELS = (BASELINE, SPARO)
@@ -161,19 +162,14 @@ def run_demo(
     args = parser.parse_args(argv)
     out = Path(args.out)
     budget = budgets[args.budget]
-    settings = out / "budget.json"
-    recorded = json.loads(json.dumps(asdict(budget)))  # tuples as JSON lists
-    if not settings.exists() and out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(
-            f"{out} is a non-empty folder that is not a demo folder (it has no {settings.name}); "
-            "choose another --out (a new folder, or the folder of an earlier demo to continue it)."
-        )
-    if settings.exists() and json.loads(settings.read_text()) != recorded:
-        raise ValueError(
-            f"{out} holds a demo run with another budget ({settings}); choose another --out."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(settings, recorded)
+    claim_run_folder(
+        out,
+        "budget.json",
+        json.loads(json.dumps(asdict(budget))),  # tuples as JSON lists
+        what="demo folder",
+        fix="choose another --out (a new folder, or the folder of an earlier demo run with this "
+        "--budget to continue it).",
+    )
     report = demo_class.from_args(out, budget, args).run()
     print(f"report: {report}")
     return 0

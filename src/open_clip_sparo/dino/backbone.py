@@ -16,7 +16,12 @@ from timm.layers import resample_abs_pos_embed
 
 from ..config import SparoCfg
 from ..openclip_internals import build_vision_tower, expand_token
-from ..vision import SparoVisionTransformer, check_vision_cfg, vision_tower_sizes
+from ..vision import (
+    SparoVisionTransformer,
+    check_vision_cfg,
+    specialise_vit,
+    vision_tower_sizes,
+)
 from .configs import BackboneCfg
 
 
@@ -43,14 +48,12 @@ class ClassTokenViT(AnyGridEmbeds, VisionTransformer):
     @classmethod
     def from_vit(cls, vit: VisionTransformer) -> ClassTokenViT:
         """Specialise a ViT built by OpenCLIP's tower builder, in place."""
-        if type(vit) is not VisionTransformer or vit.attn_pool is not None:
-            raise ValueError("the class-token backbone needs OpenCLIP's plain VisionTransformer.")
+        vit = specialise_vit(vit, cls, "the class-token backbone")
         if vit.pool_type != "tok" or vit.final_ln_after_pool:
             raise ValueError(
                 "the class-token backbone reads the class token: remove vision_cfg.pool_type "
                 "and vision_cfg.final_ln_after_pool."
             )
-        vit.__class__ = cls
         vit.proj = None
         vit.output_dim = vit.transformer.width
         return vit
@@ -66,7 +69,7 @@ def build_backbone(cfg: BackboneCfg) -> ClassTokenViT | SparoViT:
     """Build the backbone ``cfg`` describes with OpenCLIP's own vision tower builder."""
     vision = CLIPVisionCfg(**cfg.vision_cfg)
     if cfg.sparo_cfg is None:
-        check_vision_cfg(vision)
+        check_vision_cfg(vision, "the class-token backbone")
         return ClassTokenViT.from_vit(build_vision_tower(vision.width, vision))
     sparo = SparoCfg.from_dict(cfg.sparo_cfg)
     sizes = vision_tower_sizes(vision, sparo)

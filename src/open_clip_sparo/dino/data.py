@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +22,17 @@ from torch.utils.data import (
     Dataset,
     DistributedSampler,
     IterableDataset,
-    get_worker_info,
 )
 from torchvision.datasets import ImageFolder
 
 from ..util.files import read_json
+from ..util.skipped import SkipCounter, describe_sample
 
 log = logging.getLogger("open_clip_sparo.dino.data")
 
 IMAGE_KEYS = "jpg;jpeg;png;webp"
 SHUFFLE_BUFFER = 1000
-# why training data is skipped, as on the CLIP side (src/training/data_faults.py)
+# why training data is skipped (the CLIP side adds a missing caption)
 SKIP_REASONS = ("no image", "does not decode", "unreadable shard")
 
 
@@ -72,21 +71,19 @@ def _shard_seed(seed: int, epoch: int) -> int:
     return wds.utils.make_seed(seed, epoch, rank, worker)
 
 
-class SkippedImages:
-    """Training images skipped per reason, counted in memory shared with the loader workers.
+class SkippedImages(SkipCounter):
+    """Training images skipped per reason (:class:`~open_clip_sparo.util.skipped.SkipCounter`).
 
     A sample without an image (``jpg``, ``jpeg``, ``png``, ``webp``) or whose image does not
-    decode is skipped, and so is the rest of a shard that cannot be opened or read to its end;
-    each gets a warning naming the sample or shard, the rank and the loader worker. Other files
-    of a sample (captions) are dropped unread. Shards are resampled endlessly, so a stream that
-    has opened every shard of the run without one usable image since stops with a
+    decode is skipped, and so is the rest of a shard that cannot be opened or read to its end.
+    Other files of a sample (captions) are dropped unread. Shards are resampled endlessly, so a
+    stream that has opened every shard of the run without one usable image since stops with a
     ``ValueError`` instead of looping forever.
     """
 
     def __init__(self, urls: list[str], rank: int) -> None:
-        self.urls, self.rank = urls, rank
-        self._counts = multiprocessing.Array("q", len(SKIP_REASONS))
-        self._shard, self._shard_broken, self._sample = "", False, ""
+        super().__init__(SKIP_REASONS, rank, log)
+        self.urls = urls
         self._opened_since_usable: set[str] = set()
 
     def open_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -99,16 +96,9 @@ class SkippedImages:
                     "warnings above say why each was skipped. Images go under 'jpg', 'jpeg', "
                     "'png' or 'webp'; check --data."
                 )
-            self._shard, self._shard_broken = shard["url"], False
-            self._opened_since_usable.add(self._shard)
+            self.start_shard(shard["url"])
+            self._opened_since_usable.add(shard["url"])
             yield shard
-
-    def shard_failed(self, error: Exception) -> bool:
-        """Handler of the tar reader: skips the rest of the shard (counted once)."""
-        if not self._shard_broken:
-            self._shard_broken = True
-            self._skip("unreadable shard", f"{self._shard}, skipping the rest of it: {error!r}")
-        return True
 
     def images_only(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage: each sample's image files and keys, without the files training does
@@ -117,40 +107,17 @@ class SkippedImages:
         for sample in samples:
             kept = {k: v for k, v in sample.items() if k in images or k.startswith("__")}
             if len(kept) == sum(k.startswith("__") for k in kept):
-                self._skip("no image", _describe(sample))
+                self.skip("no image", describe_sample(sample))
                 continue
             self._opened_since_usable = set()
             yield kept
 
-    def note_sample(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def noting_samples(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage before the decoder, which pulls one sample at a time: the sample
         :meth:`decode_failed` names."""
         for sample in samples:
-            self._sample = _describe(sample)
+            self.note_sample(sample)
             yield sample
-
-    def decode_failed(self, error: Exception) -> bool:
-        """Handler of the decode stage: skips the sample."""
-        self._skip("does not decode", f"{self._sample}: {error!r}")
-        return True
-
-    def take_counts(self) -> dict[str, int]:
-        """This process's and its workers' counts per reason since the last call."""
-        with self._counts.get_lock():
-            counts = dict(zip(SKIP_REASONS, self._counts[:], strict=True))
-            self._counts[:] = [0] * len(SKIP_REASONS)
-        return counts
-
-    def _skip(self, reason: str, detail: str) -> None:
-        with self._counts.get_lock():
-            self._counts[SKIP_REASONS.index(reason)] += 1
-        worker = get_worker_info()
-        process = " main process" if worker is None else f" loader worker {worker.id}"
-        log.warning(f"Skipped training data ({reason}) in rank {self.rank}{process}: {detail}")
-
-
-def _describe(sample: dict[str, Any]) -> str:
-    return f"sample {sample.get('__key__')!r} of {sample.get('__url__')}"
 
 
 @dataclass
@@ -223,7 +190,7 @@ def train_data(
                 wds.tarfile_to_samples(handler=skipped.shard_failed),
                 skipped.images_only,
                 wds.detshuffle(SHUFFLE_BUFFER, seed=seed + epoch),
-                skipped.note_sample,
+                skipped.noting_samples,
                 wds.decode("pil", handler=skipped.decode_failed),
                 wds.to_tuple(IMAGE_KEYS),
                 wds.map_tuple(transform),

@@ -31,8 +31,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..util.errors import run_entry_point
-from ..util.files import atomic_save, read_json, require_file
+from ..util.files import atomic_save, epoch_checkpoints, require_file, write_json
 from ..util.loss_watch import NonFiniteLossWatch
+from ..util.run_folder import claim_run_folder, recording_failure
 from ..util.stop_signal import logged_stop
 from .augment import MultiCrop, default_local_size
 from .backbone import build_backbone
@@ -190,24 +191,21 @@ def resolve_args(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def prepare_run_folder(args: argparse.Namespace, config: dict[str, Any]) -> Path:
-    """Create the run folder, or check that a resumed run has the same config."""
+    """Claim the run folder (the run-folder rule): a new run writes its config and arguments, a
+    resumed one must have the same config."""
     run = Path(args.output_dir)
-    config_file = run / CONFIG_NAME
-    if config_file.exists():
-        if args.resume is None:
-            raise FileExistsError(
-                f"run folder {run} exists; pass --resume latest to continue it or choose "
-                "another --output-dir."
-            )
-        if read_json(config_file, "run config") != config:
-            raise ValueError(
-                f"{config_file} describes another model than these arguments; resume with the "
-                "run's own --backbone, head and crop sizes, or choose another --output-dir."
-            )
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(config, indent=2))
-    (run / "params.json").write_text(json.dumps(vars(args), indent=2))
+    resumed = claim_run_folder(
+        run,
+        CONFIG_NAME,
+        config,
+        continuing=args.resume is not None,
+        adopt=True,
+        what="run folder",
+        fix="pass --resume latest to continue it with its own --backbone, head and crop sizes, "
+        "or choose another --output-dir.",
+    )
+    if not resumed:
+        write_json(run / "params.json", vars(args))
     return run
 
 
@@ -351,6 +349,19 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
         shared = [run]  # rank 0's folder: a default name holds its clock time
         dist.broadcast_object_list(shared, src=0)
         run = shared[0]
+    with recording_failure(run) if rank == 0 else contextlib.nullcontext():
+        return _train_in(run, args, config, rank, world_size, device)
+
+
+def _train_in(
+    run: Path,
+    args: argparse.Namespace,
+    config: dict[str, Any],
+    rank: int,
+    world_size: int,
+    device: torch.device,
+) -> int:
+    """Train in the claimed run folder ``run``; the exit status."""
 
     student = build_student(config, args.seed).to(device)
     if args.head_use_bn and world_size > 1 and device.type == "cuda":
@@ -464,32 +475,30 @@ def train(args: argparse.Namespace, rank: int, world_size: int, device: torch.de
             if (epoch + 1) % args.save_frequency == 0 or epoch + 1 == args.epochs:
                 atomic_save(state, run / "checkpoints" / f"epoch_{epoch + 1}.pt")
         trainer.kept = f"the last good checkpoint is {run / 'checkpoints' / LATEST}"
-        _report_skipped(data, epoch, world_size, device)
+        _report_skipped(data, epoch, rank, world_size, device)
     return 0
 
 
-def _report_skipped(data: TrainData, epoch: int, world_size: int, device: torch.device) -> None:
+def _report_skipped(
+    data: TrainData, epoch: int, rank: int, world_size: int, device: torch.device
+) -> None:
     """Log the training images skipped in ``epoch``, summed over processes (each calls this)."""
     if data.skipped is None:
         return
-    counts = data.skipped.take_counts()
-    if world_size > 1:
-        summed = torch.tensor(list(counts.values()), device=device)
+
+    def sum_over_ranks(counts: list[int]) -> list[int]:
+        summed = torch.tensor(counts, device=device)
         dist.all_reduce(summed)
-        counts = dict(zip(counts, summed.tolist(), strict=True))
-    if any(counts.values()):
-        log.warning(
-            "Skipped training data in epoch %d: %s (a warning names each one)",
-            epoch,
-            ", ".join(f"{reason}: {n}" for reason, n in counts.items() if n),
-        )
+        return summed.tolist()
+
+    data.skipped.report(epoch, sum_over_ranks if world_size > 1 else None, log=rank == 0)
 
 
 def _check_nothing_overwritten(run: Path, start_epoch: int) -> None:
     later = [
-        p.name
-        for p in (run / "checkpoints").glob("epoch_*.pt")
-        if p.stem.split("_")[1].isdigit() and int(p.stem.split("_")[1]) > start_epoch
+        path.name
+        for epoch, path in epoch_checkpoints(run / "checkpoints").items()
+        if epoch > start_epoch
     ]
     latest = run / "checkpoints" / LATEST
     if latest.is_file() and load_checkpoint(latest)["epoch"] > start_epoch:

@@ -2,6 +2,7 @@
 concept selection on benchmark tasks and slot pictures."""
 
 from ..util.metrics import topk_accuracy
+from . import internals  # noqa: F401  (CLIP_benchmark's names, checked before any is used)
 from .benchmark import evaluate
 from .concept_selection import select
 from .datasets import build_dataset, check_dataset_files, dataloader, default_task, fill_root

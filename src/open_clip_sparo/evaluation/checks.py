@@ -5,7 +5,8 @@
   the slot pictures). Without it a NaN model scores 100% on SugarCrepe: the argmax over NaN
   scores is index 0, the true caption.
 - :func:`require_slots`: the commands that work on slots refuse a plain CLIP model up front.
-- :func:`positive_int`: the argparse type of counts that must be at least 1.
+- :func:`positive_int`: the argparse type of counts that must be at least 1;
+  :func:`add_model_args`: the model reference options the slot commands share.
 """
 
 from __future__ import annotations
@@ -91,3 +92,10 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--pretrained``: the model reference ``open_clip_sparo.load_model``
+    takes."""
+    parser.add_argument("--model", required=True, help="name, local-dir:DIR or run folder")
+    parser.add_argument("--pretrained", default="", help="checkpoint file (for names, runs)")

@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from .. import concepts
 from ..concepts.plot import plot_steps
-from ..io.loading import LoadedModel, add_model_args, load_model
+from ..io.loading import LoadedModel, load_model
 from ..io.provenance import describe
 from ..util.files import atomic_write, check_new_files, write_json
-from .checks import positive_int
+from .checks import add_model_args, positive_int
 from .datasets import check_dataset_files, default_task, fill_root
 from .similarity import TASKS, SlotSimilarities, slot_similarities
 

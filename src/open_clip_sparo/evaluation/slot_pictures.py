@@ -23,9 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..io.loading import LoadedModel, add_model_args, load_model
+from ..io.loading import LoadedModel, load_model
 from ..util.files import check_new_files, require_file
-from .checks import described, finite_encodings, positive_int, require_slots
+from .checks import add_model_args, described, finite_encodings, positive_int, require_slots
 from .datasets import build_dataset, default_task
 
 RED = np.array([0.85, 0.05, 0.05])

@@ -14,7 +14,6 @@ A reference is one of:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +69,6 @@ class LoadedModel:
         return provenance(
             self.model_name, self.weights, sparo_cfg, self.pretrained_tag, self.reference
         )
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--model`` and ``--pretrained``, the model reference :func:`load_model` takes."""
-    parser.add_argument("--model", required=True, help="name, local-dir:DIR or run folder")
-    parser.add_argument("--pretrained", default="", help="checkpoint file (for names, runs)")
 
 
 def load_model(

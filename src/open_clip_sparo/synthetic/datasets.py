@@ -15,6 +15,8 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
+from ..util.files import read_json
+from ..util.run_folder import check_run_folder
 from .world import (
     ALL_PAIRS,
     COLORS,
@@ -100,8 +102,9 @@ def _scenes(
 
 
 def write_training_shards(out: Path, num_samples: int, shard_size: int, seed: int) -> None:
-    """Image-caption shards written with webdataset's ShardWriter, and ``sizes.json``."""
-    out.mkdir(parents=True)
+    """Image-caption shards (``png``, ``txt``) written with webdataset's ShardWriter, and
+    ``sizes.json``."""
+    out.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
     with wds.ShardWriter(
         str(out / "%06d.tar"), maxcount=shard_size, verbose=0, mtime=MTIME
@@ -209,20 +212,16 @@ def generate(
         "eval_samples": eval_samples,
         "shard_size": shard_size,
     }
-    manifest_path = out / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest["settings"] != settings:
-            raise FileExistsError(
-                f"{out} holds data generated with {manifest['settings']}, not {settings}; "
-                "choose another --out or remove that folder."
-            )
+    if check_run_folder(
+        out,
+        "manifest.json",
+        {"settings": settings},
+        what="generated data folder",
+        fix="choose another --out, or remove that folder.",
+    ):
+        manifest = read_json(out / "manifest.json", "the data manifest")
         _check_complete(out, manifest)
         return manifest
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(
-            f"{out} exists and is not a generated data folder; choose another --out."
-        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -80,7 +80,7 @@ def test_knn_command_on_both_backbones(setup, tmp_path, which, capsys):
     assert results["num_train"] == 24 and results["num_val"] == 12
     assert results["feature_dim"] == (256 if which == 3 else 128)
     assert set(results["knn"]) == {"1", "20"}
-    # four colours: even random frozen features find the nearest same-coloured square
+    # four colours: even random frozen features find the nearest same-coloured shape
     assert results["knn"]["1"]["top1"] > 50
     (checkpoint,) = results["provenance"]["checkpoint"]
     assert checkpoint["path"] == str(setup[which].resolve()) and len(checkpoint["sha256"]) == 16

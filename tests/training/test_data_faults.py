@@ -1,0 +1,95 @@
+"""training.data_faults: broken training data skipped, counted per reason and reported, and
+data without a usable sample stopping the run."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from data_utils import rewrite_members, write_broken_shards, write_caption_shards
+from training_utils import epoch_losses, one_pass, run_in_process, run_torchrun, train_args
+
+from training.data_faults import REASONS
+
+
+@pytest.fixture(scope="module")
+def broken_shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_broken_shards(tmp_path_factory.mktemp("broken"), samples_per_shard=16)
+
+
+def test_broken_data_is_skipped_and_counted_per_reason(
+    broken_shards: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    order, counts = one_pass(broken_shards)
+    assert len(order) == 16 - 3 + 4  # see write_broken_shards
+    assert counts == {"no caption": 1, "no image": 1, "does not decode": 1, "unreadable shard": 1}
+    first, second = sorted(Path(broken_shards).parent.glob("*.tar"))
+    for reason, sample in (("no caption", 1), ("no image", 2), ("does not decode", 3)):
+        where = f"({reason}) in rank 0 main process: sample '{sample:08d}' of {first}"
+        assert where in caplog.text
+    # webdataset 1.x wraps the decoder's error in its own DecodingError
+    assert re.search(r"UnidentifiedImageError|DecodingError", caplog.text)
+    assert f"(unreadable shard) in rank 0 main process: {second}, skipping" in caplog.text
+    assert caplog.text.count("(unreadable shard)") == 1  # the truncation raised twice
+
+
+@pytest.mark.slow  # a training run
+def test_training_on_broken_data_completes_and_logs_the_counts(
+    broken_shards: str, tmp_path: Path
+) -> None:
+    argv = train_args(broken_shards, tmp_path, "broken", epochs=2, samples=24)
+    argv[argv.index("--batch-size") + 1] = "4"  # 6 steps a epoch: more than one pass of the data
+    assert run_in_process(argv) == 0  # with one loader worker process
+    run = tmp_path / "broken"
+    assert (run / "checkpoints" / "epoch_2.pt").is_file()
+    assert [len(losses) for losses in epoch_losses(run / "out.log").values()] == [6, 6]
+    log = (run / "out.log").read_text()
+    for epoch in (0, 1):
+        summary = re.search(rf"Skipped training data in epoch {epoch}: (.*) \(a warning", log)
+        assert summary, log[-3000:]
+        counts = {r: int(n) for r, n in re.findall(r"(\w[\w ]*): (\d+)", summary.group(1))}
+        assert set(counts) == set(REASONS) and all(n >= 1 for n in counts.values())
+        # the workers' own warnings reach out.log too: one per skip
+        epoch_log = log.split(f"Start epoch {epoch}")[1].split("Skipped training data in")[0]
+        warned = Counter(
+            re.findall(r"Skipped training data \(([a-z ]+)\) in rank 0 loader worker 0", epoch_log)
+        )
+        assert warned == counts
+
+
+def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=8)
+    for shard in (tmp_path / "shards").glob("*.tar"):  # captions under another extension
+        rewrite_members(shard, lambda name, content: (name.replace(".txt", ".caption"), content))
+    argv = train_args(pattern, tmp_path, "unusable", samples=16)
+    # webdataset 0.2.x and 1.x alike (training.shards.RepeatedPipeline repeats an empty pass)
+    with pytest.raises(RuntimeError, match="not one usable training sample in a whole pass"):
+        run_in_process(argv)  # instead of looping over the shards forever
+    log = (tmp_path / "unusable" / "out.log").read_text()
+    assert log.count("Skipped training data (no caption) in rank 0 loader worker 0") == 16
+
+
+def test_one_unreadable_shard_among_two_workers_shards_is_skipped(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=16)
+    broken = sorted((tmp_path / "shards").glob("*.tar"))[1]
+    broken.write_bytes(b"not a tar file" * 100)  # the whole share of one loader worker
+    argv = train_args(pattern, tmp_path, "two-workers", samples=16)
+    argv[argv.index("--workers") + 1] = "2"
+    assert run_in_process(argv) == 0  # before: "not one usable training sample in a whole pass"
+    log = (tmp_path / "two-workers" / "out.log").read_text()
+    assert "(unreadable shard) in rank 0 loader worker" in log and str(broken) in log
+    assert "not one usable training sample in its share of the shards" in log
+    assert "it reads all 2 shards of the run instead" in log
+    assert (tmp_path / "two-workers" / "checkpoints" / "epoch_1.pt").is_file()
+
+
+@pytest.mark.slow
+def test_one_unreadable_shard_among_two_ranks_shards_is_skipped(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=16)
+    sorted((tmp_path / "shards").glob("*.tar"))[1].write_bytes(b"not a tar file" * 100)
+    done = run_torchrun(train_args(pattern, tmp_path, "two-ranks", samples=32))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "it reads all 2 shards of the run instead" in done.stderr  # rank 1's warning
+    assert (tmp_path / "two-ranks" / "checkpoints" / "epoch_1.pt").is_file()
