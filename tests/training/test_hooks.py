@@ -56,7 +56,8 @@ def test_train_one_epoch_passes_every_argument_through() -> None:
     run = SparoRun(SparoOptions())
     told = []
     run.loss_check = SimpleNamespace(
-        start_epoch=lambda *epoch_and_steps: told.append(epoch_and_steps)
+        start_epoch=lambda *epoch_and_steps: told.append(epoch_and_steps),
+        end_epoch=lambda: told.append("end"),
     )
     calls = []
     run._next_train_one_epoch = lambda *args, **kwargs: calls.append((args, kwargs)) or "done"
@@ -65,4 +66,4 @@ def test_train_one_epoch_passes_every_argument_through() -> None:
     kwargs = {"args": SimpleNamespace(accum_freq=2), "tb_writer": "writer"}
     assert run._train_one_epoch(*args, **kwargs) == "done"
     assert calls == [(args, kwargs)] and run.started
-    assert told == [(3, 4)]  # the epoch, and its 8 batches / accum_freq 2 steps
+    assert told == [(3, 4), "end"]  # the epoch, its 8 batches / accum_freq 2 steps; its check
