@@ -49,9 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add("--selection-images", type=int, nargs="+", default=[500, 1000, 2000])
+    add("--selection-images", type=int, nargs="+", default=[5000, 10_000, 20_000, 50_000])
     add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
-    add("--max-slots", type=int, default=4, help="forward search to this many slots")
+    add("--max-slots", type=int, default=NUM_SLOTS, help="forward search to this many slots")
     add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
     add("--queries", type=int, default=1000, help="k-NN queries")
     add("--feature-dim", type=int, default=384, help="k-NN feature size (ViT-S: 384)")
