@@ -33,7 +33,7 @@ def retrieval_metrics(
 ) -> dict[str, float]:
     """Recall@k of ``(T, I)`` text-image scores in both directions, as CLIP_benchmark's."""
     metrics = {}
-    texts, images = torch.arange(scores.shape[0]), torch.arange(scores.shape[1])
+    texts, images = (torch.arange(n, device=scores.device) for n in scores.shape)
     for k in recall_k:
         for name, rows, row_scores in (("image", texts, scores), ("text", images, scores.T)):
             hits = _retrieval_hits(name, k, row_scores, rows, text_image)
@@ -90,7 +90,7 @@ def _retrieval_hits(
     texts and the columns images, for ``text`` retrieval the reverse."""
     if name == "image":
         positives = torch.zeros_like(scores, dtype=torch.bool)  # (texts, I)
-        positives[torch.arange(len(rows)), text_image[rows]] = True
+        positives[torch.arange(len(rows), device=scores.device), text_image[rows]] = True
     else:
         positives = text_image[None, :] == rows[:, None]  # (images, T)
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices

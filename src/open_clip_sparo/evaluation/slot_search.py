@@ -72,13 +72,13 @@ class SearchTerm:
         step = max(1, CHUNK_ELEMENTS // len(column_vectors))
         hits = 0
         for start in range(0, len(row_vectors), step):
-            rows = torch.arange(start, min(start + step, len(row_vectors)))
             chunk = row_vectors[start : start + step]
+            rows = torch.arange(start, start + len(chunk), device=chunk.device)
             if base_rows is None:
                 dots = chunk @ column_vectors.T  # (chunk, columns)
             else:
                 base_chunk = base_rows[start : start + step]
                 dots = base_chunk.addmm(chunk, column_vectors.T, alpha=self.sign)
             scores = dots.mul_(column_scale)
-            hits += row_hits(part.task, metric, scores, rows, part.targets).sum().item()
-        return hits / len(row_vectors)
+            hits = hits + row_hits(part.task, metric, scores, rows, part.targets).sum()
+        return int(hits) / len(row_vectors)  # one device sync per candidate
