@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add("--selection-images", type=int, nargs="+", default=[5000, 10_000, 20_000, 50_000])
+    add("--selection-images", type=int, nargs="+", default=[5000, 10_000, 20_000])
     add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
     add("--max-slots", type=int, default=NUM_SLOTS, help="forward search to this many slots")
     add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
