@@ -5,8 +5,8 @@ Synthetic features at the real shapes (the timing does not depend on their value
 
 - concept selection for zero-shot classification (ImageNet: 50,000 images x 1,000 classes,
   64 slots of 64) and for retrieval (COCO: 5,000 images x 25,000 captions), greedy forward
-  search as ``sparo select`` runs it (``concepts.forward_selection`` over the per-slot sums of
-  ``evaluation.similarity.SlotSimilarities``, maximising acc1 or image retrieval recall@5);
+  search as ``sparo select`` runs it (``concepts.forward_selection`` over the running sums of
+  ``evaluation.slot_search.SearchTerm``, maximising acc1 or image retrieval recall@5);
 - DINO's weighted k-NN (``dino.evaluation.knn.knn_scores``, k = 20) of a set of queries
   against a memory bank of up to 1.28M items (ImageNet's training set), 1,000 classes.
 
@@ -19,6 +19,7 @@ of its inputs (``benchmarks.common.peak_memory``), time is the wall clock of tha
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from benchmarks.common import (
 from open_clip_sparo import concepts
 from open_clip_sparo.dino.evaluation.knn import knn_scores
 from open_clip_sparo.evaluation.similarity import SlotSimilarities
+from open_clip_sparo.evaluation.slot_search import SearchTerm
 
 NUM_SLOTS, SLOT_DIM = 64, 64  # sparo-ViT-B-16's read-out
 IMAGENET_CLASSES = 1000
@@ -47,9 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add("--selection-images", type=int, nargs="+", default=[500, 1000, 2000])
+    add("--selection-images", type=int, nargs="+", default=[5000, 10_000, 20_000])
     add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
-    add("--max-slots", type=int, default=4, help="forward search to this many slots")
+    add("--max-slots", type=int, default=NUM_SLOTS, help="forward search to this many slots")
     add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
     add("--queries", type=int, default=1000, help="k-NN queries")
     add("--feature-dim", type=int, default=384, help="k-NN feature size (ViT-S: 384)")
@@ -99,10 +101,9 @@ def selection_case(
     part = SlotSimilarities(task, image_slots.to(device), texts.to(device), targets.to(device))
 
     def search() -> list[concepts.Step]:
-        def value(sums: concepts.SubsetSums) -> float:
-            return part.metrics_of(sums.scores())[metric]
-
-        return concepts.forward_selection(NUM_SLOTS, part.slot_sums, value, max_slots)
+        slot_term = functools.partial(SearchTerm, part)
+        value = lambda term: term.value(metric)  # noqa: E731
+        return concepts.forward_selection(NUM_SLOTS, slot_term, value, max_slots)
 
     return search, (part.images, part.texts, part.targets)
 

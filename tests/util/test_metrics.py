@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from open_clip_sparo.util.metrics import shared_items, split_doubts, topk_accuracy
+from open_clip_sparo.util.metrics import shared_items, split_doubts, topk_accuracy, topk_hits
 
 
 def test_topk_accuracy():
@@ -13,6 +13,8 @@ def test_topk_accuracy():
     assert topk_accuracy(logits, target, topk=(1, 2, 3)) == [0.5, 0.75, 1.0]
     # the linear probe passes float targets
     assert topk_accuracy(logits, target.float()) == [0.5]
+    hits = topk_hits(logits, target, topk=(1, 2))  # the rows behind the accuracies
+    assert hits.tolist() == [[True, True], [False, False], [True, True], [False, True]]
 
 
 @given(

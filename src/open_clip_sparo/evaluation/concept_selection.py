@@ -11,6 +11,7 @@ report part. The result, ``slots.json``, is accepted by ``sparo eval --slots`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import sys
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from ..util.files import atomic_write, check_new_files, write_json
 from .checks import add_model_args, positive_int
 from .datasets import check_dataset_files, default_task, fill_root
 from .similarity import TASKS, SlotSimilarities, slot_similarities
+from .slot_search import SearchTerm
 
 
 def default_metric(task: str, recall_k: Sequence[int]) -> str:
@@ -114,7 +116,7 @@ def select(argv: list[str]) -> int:
     def objective(part: SlotSimilarities) -> Callable[[concepts.SubsetSums], float]:
         return lambda sums: part.metrics_of(sums.scores(), args.recall_k)[metric]
 
-    steps = _search(args, selection, objective(selection))
+    steps = _search(args, selection, lambda term: term.value(metric, args.recall_k))
     chosen = concepts.best_step(steps)
     report_values = concepts.values_along(steps, report.slot_sums, objective(report))
     result = {
@@ -161,9 +163,7 @@ def select(argv: list[str]) -> int:
 
 
 def _search(
-    args: argparse.Namespace,
-    selection: SlotSimilarities,
-    value: Callable[[concepts.SubsetSums], float],
+    args: argparse.Namespace, selection: SlotSimilarities, value: Callable[[SearchTerm], float]
 ) -> list[concepts.Step]:
     num_slots = selection.num_slots
     if args.search == "forward":
@@ -173,15 +173,14 @@ def _search(
         total = num_slots * (num_slots + 1) // 2
     with tqdm(total=total, desc=f"{args.search} selection") as bar:
 
-        def counted(sums: concepts.SubsetSums) -> float:
+        def counted(term: SearchTerm) -> float:
             bar.update()
-            return value(sums)
+            return value(term)
 
+        slot_term = functools.partial(SearchTerm, selection)
         if args.search == "forward":
-            return concepts.forward_selection(
-                num_slots, selection.slot_sums, counted, args.max_slots
-            )
-        return concepts.backward_elimination(num_slots, selection.slot_sums, counted)
+            return concepts.forward_selection(num_slots, slot_term, counted, args.max_slots)
+        return concepts.backward_elimination(num_slots, slot_term, counted)
 
 
 MIN_ITEMS = 50  # fewer selection or report items than this: a warning with the numbers

@@ -73,10 +73,10 @@ class SlotSimilarities:
         """Number of units a dataset split divides: images, or instances for caption selection."""
         return self.images.shape[0]
 
-    def slot_sums(self, slot: int) -> SubsetSums:
+    def slot_sums(self, slot: int, dtype: torch.dtype = torch.float64) -> SubsetSums:
         """Similarities and squared norms of one slot, shaped for :class:`SubsetSums`."""
-        x = self.images[..., slot, :].double()
-        y = self.texts[..., slot, :].double()
+        x = self.images[..., slot, :].to(dtype)
+        y = self.texts[..., slot, :].to(dtype)
         x_sq, y_sq = x.square().sum(-1), y.square().sum(-1)
         if self.task == "zeroshot_classification":
             return SubsetSums(x @ y.T, x_sq[:, None], y_sq[None, :])  # (I, C)

@@ -9,14 +9,22 @@ from collections.abc import Sequence
 import torch
 
 
+def topk_hits(
+    logits: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1,)
+) -> torch.Tensor:
+    """``(N, len(topk))`` bool: whether each row's target is among the k highest of its ``(N, C)``
+    logits, for each k (one ``topk`` of the largest k, as CLIP_benchmark's ``accuracy``)."""
+    top = logits.topk(max(topk), dim=1).indices  # (N, max k)
+    hits = top == target.view(-1, 1)
+    return torch.stack([hits[:, :k].any(dim=1) for k in topk], dim=1)
+
+
 def topk_accuracy(
     logits: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1,)
 ) -> list[float]:
     """Top-k accuracies (fractions) of ``(N, C)`` logits for integer targets ``(N,)``, as
     CLIP_benchmark's ``accuracy`` computes them (and safe with NumPy 2)."""
-    top = logits.topk(max(topk), dim=1).indices  # (N, max k)
-    hits = top == target.view(-1, 1)
-    return [hits[:, :k].sum().item() / len(target) for k in topk]
+    return [hits.sum().item() / len(target) for hits in topk_hits(logits, target, topk).T]
 
 
 MIN_SPLIT_ITEMS = 50  # fewer fitting or scoring items than this: a score that means little
