@@ -200,8 +200,8 @@ def test_training_main_trains_the_scripted_model(tmp_path: Path) -> None:
     trained = checkpoint_state(checkpoint)
     torch.manual_seed(0)  # open_clip_train's seed before it builds the model
     start = open_clip.create_model(MODEL).state_dict()
-    # TorchScript saves non-persistent buffers too; loading into the eager model skips it
-    assert trained.pop("attn_mask").shape == (32, 32)
+    # TorchScript saves the non-persistent causal mask too; the checkpoint reader drops it
+    assert "attn_mask" not in trained
     assert trained.keys() == start.keys()
     changed = [k for k in start if not torch.equal(trained[k], start[k])]
     assert {"visual.sparo.queries", "text_sparo.key.weight", "logit_scale"} <= set(changed)
