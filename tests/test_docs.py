@@ -170,6 +170,15 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_caption_shards(data / "shards", num_shards=2, samples_per_shard=16)
     for seed, name in enumerate(("dog.jpg", "bus.jpg")):
         synthetic_image(seed).save(world / name)
+    # stand-ins for `sparo eval` result files, in CLIP_benchmark's layout (sparo export --metrics)
+    results = world / "results"
+    results.mkdir()
+    for name, dataset, task, metrics in (
+        ("swap_att", "sugar_crepe/swap_att", "image_caption_selection", {"acc": 0.5}),
+        ("coco_retrieval", "wds/coco", "zeroshot_retrieval", {"image_retrieval_recall@1": 0.25}),
+    ):
+        result = {"dataset": dataset, "model": TINY_MODEL, "task": task, "metrics": metrics}
+        (results / f"{name}.json").write_text(json.dumps(result))
     fork_cfg = fork_config()
     (world / "ViT-B-32-SPARO-custom.json").write_text(json.dumps(fork_cfg))
     save_fork_training_checkpoint(to_fork_layout(build(fork_cfg)), world / "epoch_25.pt")
