@@ -26,6 +26,7 @@ from ..concepts.plot import plot_steps
 from ..io.loading import LoadedModel, load_model
 from ..io.provenance import describe
 from ..util.files import atomic_write, check_new_files, write_json
+from ..util.metrics import MIN_SPLIT_ITEMS
 from .checks import add_model_args, positive_int
 from .datasets import check_dataset_files, default_task, fill_root
 from .similarity import TASKS, SlotSimilarities, slot_similarities
@@ -183,9 +184,6 @@ def _search(
         return concepts.backward_elimination(num_slots, slot_term, counted)
 
 
-MIN_ITEMS = 50  # fewer selection or report items than this: a warning with the numbers
-
-
 def _check_data(args: argparse.Namespace) -> None:
     """The files of the report part and of the selection part, checked before any model
     loads."""
@@ -202,7 +200,7 @@ def _check_data(args: argparse.Namespace) -> None:
 
 def _check_sizes(selection: int, report: int, protocol: dict[str, Any]) -> None:
     """Refuse a selection part of a single item; warn, with the numbers, under
-    :data:`MIN_ITEMS`."""
+    :data:`~open_clip_sparo.util.metrics.MIN_SPLIT_ITEMS`."""
     part = protocol["selection"]
     how = (
         f"--selection_fraction {part['fraction']} of --split {part['split']}"
@@ -215,9 +213,9 @@ def _check_sizes(selection: int, report: int, protocol: dict[str, Any]) -> None:
             f"slots cannot be chosen from {selection} item: {where}. Use more data, a larger "
             "--selection_fraction or a --selection_split."
         )
-    if min(selection, report) < MIN_ITEMS:
+    if min(selection, report) < MIN_SPLIT_ITEMS:
         print(
-            f"sparo select: warning: {where}; with fewer than {MIN_ITEMS} items the chosen "
+            f"sparo select: warning: {where}; with fewer than {MIN_SPLIT_ITEMS} items the chosen "
             "slots and the reported metric are mostly noise.",
             file=sys.stderr,
         )
