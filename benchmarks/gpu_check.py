@@ -40,7 +40,6 @@ from open_clip.loss import ClipLoss
 
 from benchmarks import inference, readout, report, train_step
 from benchmarks.common import (
-    RESULTS_DIR,
     autocast,
     format_ratios,
     parse_device,
@@ -135,13 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
-    parser.add_argument("--docs", type=Path, default=report.DOCS_PATH, help="page to (re)write")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="discard earlier result files instead of keeping them in history/",
-    )
+    report.add_output_args(parser)
     return parser.parse_args(argv)
 
 

@@ -601,3 +601,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--docs`` and ``--overwrite``: where a benchmark run writes its results."""
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument("--docs", type=Path, default=DOCS_PATH, help="page to (re)write")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard earlier result files instead of keeping them in history/",
+    )

@@ -8,23 +8,15 @@ What ``make bench`` runs. Exits with status 1 when a performance target is misse
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from benchmarks import inference, readout, report, train_step
-from benchmarks.common import RESULTS_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
-    parser.add_argument("--docs", type=Path, default=report.DOCS_PATH, help="page to (re)write")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="discard earlier result files instead of keeping them in history/",
-    )
+    report.add_output_args(parser)
     args = parser.parse_args(argv)
     common = ["--device", args.device, "--out", str(args.out)]
     common += ["--threads", str(args.threads)] if args.threads else []
