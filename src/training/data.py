@@ -122,12 +122,12 @@ def training_data(
     all_shards = expand_urls(shards)[0]
     num_samples = args.train_num_samples
     if num_samples is None:
-        num_samples = get_dataset_size(shards)[0]
-    if num_samples is None:
-        raise ValueError(
-            f"cannot tell how many samples the shards of --train-data {shards} hold: pass "
-            "--train-num-samples or put a sizes.json beside them."
-        )
+        num_samples = get_dataset_size(shards)[0]  # from a sizes.json or __len__ file
+        if not num_samples:
+            raise ValueError(
+                f"cannot tell how many samples the shards of --train-data {shards} hold: pass "
+                "--train-num-samples or put a sizes.json beside them."
+            )
     if args.train_data_upsampling_factors is not None and not resampled:
         raise ValueError(
             "--train-data-upsampling-factors weights shards sampled with replacement: add "
