@@ -128,6 +128,16 @@ def test_bad_arguments_are_named_with_the_fix(overrides: dict, message: str) -> 
         )
 
 
+def test_a_run_with_more_loader_workers_than_shards_stops_with_one_line(
+    shards: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = train_args(shards, tmp_path, "run")
+    argv[argv.index("--workers") + 1] = "3"
+    assert run_in_process(argv) == 1  # upstream: AssertionError, with its traceback
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("training.main: error: --train-data has 2 shard(s) for 3 loader")
+
+
 def test_every_shard_reaches_the_grouping_whole(tmp_path: Path) -> None:
     pattern = write_caption_shards(tmp_path, num_shards=3, samples_per_shard=4)
     samples = list(read_samples(shard_list(pattern), handler=raise_error))
