@@ -1,11 +1,11 @@
 """Training data pipeline: this project's WebDataset training data against open_clip_train's.
 
-Both are built the way a run builds them, by ``open_clip_train.data.get_data`` from the run's
-arguments: the project's inside ``training``'s fixes (broken data counted and skipped, the
-seeded sample shuffle, passes repeated), upstream's without them. Each reads one epoch of the
-same synthetic shards (photo-sized JPEGs, OpenCLIP's 224 px training transform, the same loader
-workers); the two alternate, and the ratio of samples/s (project / upstream) is the median of
-the per-round ratios.
+Both are built from the same run's arguments: the project's by ``training.data`` (what
+``training.main`` gives open_clip_train: broken data counted and skipped, the seeded sample
+shuffle, passes repeated), upstream's by ``open_clip_train.data.get_wds_dataset``. Each reads one
+epoch of the same synthetic shards (photo-sized JPEGs, OpenCLIP's 224 px training transform, the
+same loader workers); the two alternate, and the ratio of samples/s (project / upstream) is the
+median of the per-round ratios.
 
     python -m benchmarks.data_pipeline [--samples 512] [--workers 2] [--rounds 5]
 """
@@ -16,14 +16,13 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import open_clip
-import open_clip_train.data
 import open_clip_train.params
 import torch
+from open_clip_train.data import DataInfo, get_wds_dataset
 
 from benchmarks.common import (
     RESULTS_DIR,
@@ -35,11 +34,18 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.shards import PHOTO_SIZE, write_shards
-from training.compat import pinned_stack_fixes
+from training.data import WebDatasetTraining
 
-PIPELINES: dict[str, Callable[[], AbstractContextManager[Any]]] = {
-    "project": pinned_stack_fixes,  # what training.main runs open_clip_train under
-    "open_clip_train": nullcontext,
+
+def project_wds_dataset(*args: Any, **kwargs: Any) -> DataInfo:
+    """The WebDataset builder a ``training.main`` run gives open_clip_train."""
+    return WebDatasetTraining().get_wds_dataset(*args, **kwargs)
+
+
+# the builders, called as open_clip_train.data.get_data calls get_wds_dataset
+PIPELINES: dict[str, Callable[..., DataInfo]] = {
+    "project": project_wds_dataset,
+    "open_clip_train": get_wds_dataset,
 }
 
 
@@ -74,12 +80,11 @@ def read_epoch(
 ) -> tuple[float, int]:
     """Seconds to build the training data and read one epoch, and the samples read."""
     start = time.perf_counter()
-    with PIPELINES[pipeline]():
-        data = open_clip_train.data.get_data(run, (transform, transform), 0, tokenizer)["train"]
-        data.set_epoch(0)
-        count = 0
-        for images, _texts in data.dataloader:
-            count += len(images)
+    data = PIPELINES[pipeline](run, transform, is_train=True, epoch=0, tokenizer=tokenizer)
+    data.set_epoch(0)
+    count = 0
+    for images, _texts in data.dataloader:
+        count += len(images)
     return time.perf_counter() - start, count
 
 

@@ -374,12 +374,13 @@ def _data_pipeline_section(run: dict[str, Any]) -> list[str]:
     return [
         "## Training data: the project's pipeline against open_clip_train's",
         "",
-        "Both built by `open_clip_train.data.get_data` from a run's arguments, the project's "
-        "with the training entry point's fixes (broken data counted and skipped, the seeded "
-        "sample shuffle, repeated passes), each reading one epoch of the same synthetic "
-        "WebDataset shards through OpenCLIP's 224 px training transform and tokenizer; the two "
-        "alternate, each epoch timed from building the data to its last batch (loader start-up "
-        "included). Throughput ratio above 1 means the project's pipeline is faster.",
+        "Both built from a run's arguments, the project's by `training.data` (what "
+        "`training.main` trains on: broken data counted and skipped, the seeded sample shuffle, "
+        "passes repeated), open_clip_train's by its own `get_wds_dataset`, each reading one epoch "
+        "of the same synthetic WebDataset shards through OpenCLIP's 224 px training transform "
+        "and tokenizer; the two alternate, each epoch timed from building the data to its last "
+        "batch (loader start-up included). Throughput ratio above 1 means the project's "
+        "pipeline is faster.",
         "",
         *_machine(run),
         *_table(header, rows),

@@ -16,7 +16,7 @@ import open_clip
 import torch
 from open_clip.factory import load_state_dict
 
-from training.compat import WebDatasetTraining
+from training.data import WebDatasetTraining
 from training.main import main
 
 MODEL = "sparo-ViT-Ti-8-64"

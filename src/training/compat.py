@@ -3,12 +3,11 @@ NumPy 2), active during a run (docs/compatibility.md).
 
 Each fix replaces one or two names for the duration of :func:`pinned_stack_fixes`, says in one
 line which upstream behaviour it works around, and is applied only where the installed release
-has that behaviour (``NUMPY_2``, ``WEBDATASET_1``; the others hold for every supported release).
+has that behaviour (``NUMPY_2``; the others hold for every supported release).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -19,23 +18,18 @@ import open_clip.factory
 import open_clip_train.data
 import open_clip_train.logger
 import open_clip_train.main
-import open_clip_train.train
 import open_clip_train.zero_shot
 import torch
-from open_clip_train.data import DataInfo, get_wds_dataset
 from torch.nn.parallel import DistributedDataParallel
 
 from open_clip_sparo.util.files import atomic_save
 
 from .checkpoints import latest_checkpoint, read_pretrained, read_resume_checkpoint
-from .data_faults import SkippedSamples
-from .patching import patched, upstream_call
-from .sample_order import seed_sample_shuffle
-from .shards import repeat_every_pass
+from .data import WebDatasetTraining
+from .patching import patched
 
 # the releases a repair applies to (docs/compatibility.md)
 NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
-WEBDATASET_1 = int(importlib.metadata.version("webdataset").split(".")[0]) >= 1
 
 
 class CpuDistributedDataParallel(DistributedDataParallel):
@@ -83,43 +77,10 @@ def setup_logging(log_file: str | None, level: int, include_host: bool = False) 
                 logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
-class WebDatasetTraining:
-    """open_clip_train's WebDataset training data, with broken data counted and a reproducible
-    sample order.
-
-    :meth:`get_wds_dataset` builds the training pipeline with :class:`SkippedSamples` counting
-    its skips and with the sample shuffle seeded (``sample_order``); :meth:`train_one_epoch`
-    reports the skips after each epoch. Evaluation data is built as upstream builds it.
-    """
-
-    def __init__(self) -> None:
-        self.skipped = SkippedSamples()
-
-    def get_wds_dataset(self, *args: Any, **kwargs: Any) -> DataInfo:
-        call = upstream_call(get_wds_dataset, args, kwargs)
-        if not call["is_train"]:
-            return get_wds_dataset(*args, **kwargs)
-        run_args = call["args"]
-        all_shards = open_clip_train.data.expand_urls(run_args.train_data)[0]
-        with self.skipped.counting(run_args.rank, all_shards):
-            data = get_wds_dataset(*args, **kwargs)
-        seed_sample_shuffle(data, run_args.seed, run_args.rank)
-        if WEBDATASET_1:  # 1.x stops repeating after an empty pass: a rank waits forever
-            repeat_every_pass(data)
-        return data
-
-    def train_one_epoch(self, *args: Any, **kwargs: Any) -> Any:
-        """open_clip_train's ``train_one_epoch``, then the epoch's skips reported."""
-        result = open_clip_train.train.train_one_epoch(*args, **kwargs)
-        call = upstream_call(open_clip_train.train.train_one_epoch, args, kwargs)
-        self.skipped.report_epoch(call["epoch"], call["args"])
-        return result
-
-
 @contextmanager
 def pinned_stack_fixes() -> Iterator[None]:
-    """Inside the block, open_clip_train runs with the fixes above and those of
-    ``checkpoints``, ``data_faults`` and ``sample_order``."""
+    """Inside the block, open_clip_train runs with the fixes above, those of ``checkpoints``
+    and the WebDataset data of ``data``."""
     webdataset = WebDatasetTraining()
     with ExitStack() as stack:
         # open_clip_train 3.x (all supported) passes device_ids on CPU, which PyTorch refuses;
@@ -138,7 +99,8 @@ def pinned_stack_fixes() -> Iterator[None]:
         )
         stack.enter_context(patched(open_clip_train.main, "pt_load", read_resume_checkpoint))
         stack.enter_context(patched(open_clip.factory, "load_state_dict", read_pretrained))
-        # open_clip_train.data.get_data finds the WebDataset builder by this name
+        # open_clip_train.data.get_data finds the WebDataset builder by this name: training
+        # data built by training.data (broken data counted, seeded sample order, webdataset 1.x)
         stack.enter_context(
             patched(open_clip_train.data, "get_wds_dataset", webdataset.get_wds_dataset)
         )

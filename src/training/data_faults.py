@@ -2,27 +2,23 @@
 
 open_clip_train's WebDataset training pipeline already skips what it cannot use, but unevenly:
 samples without a caption or an image are dropped without a word, and an unreadable shard or a
-sample that does not decode only logs the exception. Pipelines built inside
-:meth:`SkippedSamples.counting` log every skip with the sample's key, shard and loader worker, and
-count it per reason in shared memory, so that the counts of the DataLoader worker processes reach
-the main process; :meth:`SkippedSamples.report_epoch` logs them after each epoch, summed over ranks.
+sample that does not decode only logs the exception. The stages and handlers of
+:class:`SkippedSamples`, which the training pipeline (``training.data``) is built from, log every
+skip with the sample's key, shard and loader worker, and count it per reason in shared memory, so
+that the counts of the DataLoader worker processes reach the main process;
+:meth:`SkippedSamples.report_epoch` logs them after each epoch, summed over ranks.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import open_clip_train.data
 from open_clip_train.data import filter_no_caption_or_no_image
 from open_clip_train.distributed import all_gather_object, is_master
 
 from open_clip_sparo.util.skipped import SkipCounter, describe_sample, this_process
-
-from .patching import patched
-from .shards import tarfile_to_samples_nothrow
 
 REASONS = ("no caption", "no image", "does not decode", "unreadable shard")
 
@@ -47,31 +43,21 @@ class SkippedSamples(SkipCounter):
         self._all_shards: list[str] = []
         self._all_passes = False
 
-    @contextmanager
-    def counting(self, rank: int, all_shards: Iterable[str] = ()) -> Iterator[None]:
-        """Inside the block, open_clip_train builds WebDataset pipelines of rank ``rank`` that
-        skip through here; ``all_shards`` are the run's shards, all ranks' and workers'."""
+    def start_run(self, rank: int, all_shards: Iterable[str]) -> None:
+        """The pipeline of rank ``rank`` counts here; ``all_shards`` are the run's shards, all
+        ranks' and workers'."""
         self.rank, self._all_shards = rank, list(all_shards)
-        data = open_clip_train.data
-        with ExitStack() as stack:
-            stack.enter_context(patched(data, "tarfile_to_samples_nothrow", self.read_shards))
-            stack.enter_context(
-                patched(data, "filter_no_caption_or_no_image", self.has_caption_and_image)
-            )
-            # in the training pipeline only the decode stage uses this handler by name
-            stack.enter_context(patched(data, "log_and_continue", self.decode_failed))
-            yield
 
-    def read_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """open_clip_train's ``tarfile_to_samples_nothrow`` (as ``shards`` reads webdataset 1.x
-        shards), counting each shard it cannot read to the end once.
+    def pass_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage before the shard reader: the shards of one pass, each noted as it is
+        opened (the reader's handler :meth:`shard_failed` counts it once if it cannot be read to
+        the end).
 
-        The pipeline calls this at the start of each pass over the data. open_clip_train splits
-        the shards between ranks and loader workers and repeats passes until the epoch has its
-        batches, so a pass that delivered no sample would repeat forever. After such a pass
-        over its own share, a worker reads all the run's shards instead (with a warning); when
-        a pass over all of them delivers nothing, the run has no usable data and this raises a
-        ``RuntimeError``.
+        The pipeline calls this at the start of each pass over the data. The shards are split
+        between ranks and loader workers and passes repeat until the epoch has its batches, so a
+        pass that delivered no sample would repeat forever. After such a pass over its own share,
+        a worker reads all the run's shards instead (with a warning); when a pass over all of
+        them delivers nothing, the run has no usable data and this raises a ``RuntimeError``.
         """
         if self._pass_shards is not None and self._delivered == 0:
             if self._all_passes or set(self._pass_shards) >= set(self._all_shards):
@@ -92,10 +78,11 @@ class SkippedSamples(SkipCounter):
         if self._all_passes:
             shards = ({"url": url} for url in self._all_shards)
         self._pass_shards, self._delivered = [], 0
-        return tarfile_to_samples_nothrow(self._track(shards), handler=self.shard_failed)
+        return self._track(shards)
 
     def has_caption_and_image(self, sample: dict[str, Any]) -> bool:
-        """open_clip_train's ``filter_no_caption_or_no_image``, counting what it drops."""
+        """open_clip_train's ``filter_no_caption_or_no_image``, counting what it drops (the
+        predicate of the pipeline's ``wds.select``)."""
         if filter_no_caption_or_no_image(sample):
             # the decode stage pulls samples one at a time through this filter
             self.note_sample(sample)

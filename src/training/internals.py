@@ -1,10 +1,11 @@
 """open_clip_train's (and OpenCLIP's factory's) names this package replaces or calls, checked once.
 
-open_clip_train has no extension points: ``hooks``, ``compat``, ``data_faults``, ``checkpoints``
-and ``shards`` replace module globals that its code looks up when it runs, and call the
-originals. Every such name is listed here; ``training/__init__.py`` imports this module first,
-so a release that lacks one fails with one ``ImportError`` naming the supported
-``open_clip_torch`` range instead of an ``AttributeError`` deep inside a run.
+open_clip_train has no extension points: ``hooks`` and ``compat`` replace module globals that
+its code looks up when it runs, and call the originals; ``data``, ``data_faults`` and
+``checkpoints`` build on its functions, classes and constants. Every such name is listed here;
+``training/__init__.py`` imports this module first, so a release that lacks one fails with one
+``ImportError`` naming the supported ``open_clip_torch`` range instead of an ``AttributeError``
+deep inside a run.
 """
 
 from __future__ import annotations
@@ -21,26 +22,30 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "parse_args",  # r: hooks
         "create_model_and_transforms",  # r: hooks
         "create_loss",  # r: hooks (loss_check)
-        "train_one_epoch",  # r: hooks, compat
+        "train_one_epoch",  # r: hooks, compat (data)
         "setup_logging",  # r: compat
         "get_latest_checkpoint",  # r: compat; c: checkpoints
         "pt_load",  # r: compat (checkpoints)
         "natural_key",  # c: checkpoints
     ),
     "open_clip_train.params": ("parse_args",),  # c: hooks
-    "open_clip_train.train": ("train_one_epoch",),  # c: hooks, compat
+    "open_clip_train.train": ("train_one_epoch",),  # c: hooks, data
     "open_clip_train.zero_shot": ("accuracy",),  # r: compat
     "open_clip_train.logger": ("setup_logging",),  # c: compat
     "open_clip_train.data": (
-        "get_wds_dataset",  # r, c: compat
-        "expand_urls",  # c: compat
-        "tarfile_to_samples_nothrow",  # r: data_faults
-        "url_opener",  # c: shards
-        "group_by_keys_nothrow",  # c: shards
-        "filter_no_caption_or_no_image",  # r, c: data_faults
-        "log_and_continue",  # r: data_faults
-        "DataInfo",
-        "SharedEpoch",
+        "get_wds_dataset",  # r: compat (data); c: data (evaluation data)
+        "expand_urls",  # c: data
+        "get_dataset_size",  # c: data
+        "detshuffle2",  # c: data
+        "ResampledShards2",  # c: data
+        "group_by_keys_nothrow",  # c: data
+        "filter_no_caption_or_no_image",  # c: data_faults
+        "DataInfo",  # c: data
+        "SharedEpoch",  # c: data
+        "_SHARD_SHUFFLE_SIZE",  # c: data
+        "_SHARD_SHUFFLE_INITIAL",  # c: data
+        "_SAMPLE_SHUFFLE_SIZE",  # c: data
+        "_SAMPLE_SHUFFLE_INITIAL",  # c: data
     ),
     "open_clip_train.distributed": ("all_gather_object", "broadcast_object", "is_master"),
     "open_clip.factory": (

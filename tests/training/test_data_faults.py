@@ -64,7 +64,7 @@ def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path)
     for shard in (tmp_path / "shards").glob("*.tar"):  # captions under another extension
         rewrite_members(shard, lambda name, content: (name.replace(".txt", ".caption"), content))
     argv = train_args(pattern, tmp_path, "unusable", samples=16)
-    # webdataset 0.2.x and 1.x alike (training.shards.RepeatedPipeline repeats an empty pass)
+    # webdataset 0.2.x and 1.x alike (training.data.RepeatedPipeline repeats an empty pass)
     with pytest.raises(RuntimeError, match="not one usable training sample in a whole pass"):
         run_in_process(argv)  # instead of looping over the shards forever
     log = (tmp_path / "unusable" / "out.log").read_text()

@@ -4,6 +4,7 @@ listed, and the installed releases have them all."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ def test_a_missing_name_is_named_with_the_supported_range(monkeypatch) -> None:
     monkeypatch.setitem(benchmark_internals.REQUIRED, "clip_benchmark.cli", ("run", "no_such_name"))
     with pytest.raises(ImportError, match=r"clip_benchmark\.cli\.no_such_name.*clip-benchmark"):
         benchmark_internals.check()
+
+
+def test_every_required_name_is_used() -> None:
+    """The list holds only names the package still patches or calls."""
+    code = "\n".join(
+        path.read_text() for path in (SRC / "training").glob("*.py") if path.name != "internals.py"
+    )
+    unused = [
+        f"{module}.{name}"
+        for module, names in internals.REQUIRED.items()
+        for name in names
+        if not re.search(rf"\b{re.escape(name)}\b", code)
+    ]
+    assert unused == []
