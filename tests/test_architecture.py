@@ -55,3 +55,9 @@ def test_every_layer_and_package_is_drawn() -> None:
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     for name in packages - {"model_configs"}:
         assert f"{name}/" in drawing, name
+
+
+def test_training_paragraph_names_every_module() -> None:
+    paragraph = DOC[DOC.index("`src/training/` runs") :].split("\n\n", 1)[0]
+    modules = {p.name for p in (ROOT / "src" / "training").glob("*.py")} - {"__init__.py"}
+    assert set(re.findall(r"`(\w+\.py)`", paragraph)) == modules
