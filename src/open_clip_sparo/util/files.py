@@ -214,6 +214,18 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         ) from None
 
 
+def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip file whose folder
+    holds ``constants.pkl``), which ``torch.jit.load`` reads, not :func:`load_torch_file`."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(
+            len(parts := name.split("/")) == 2 and parts[1] == "constants.pkl"
+            for name in archive.namelist()
+        )
+
+
 def load_torch_file(
     path: str | os.PathLike[str],
     what: str = "checkpoint",
