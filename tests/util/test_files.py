@@ -162,6 +162,11 @@ def test_torchscript_archives_are_told_from_torch_save_files(tmp_path: Path) -> 
         True,
         False,
     ]
+    # before: "cannot be read, it is cut short or corrupt (RuntimeError)"
+    with pytest.raises(
+        ValueError, match=r"scripted\.pt is a TorchScript archive .* not a checkpoint"
+    ):
+        read_state_dict(tmp_path / "scripted.pt")
 
 
 def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
