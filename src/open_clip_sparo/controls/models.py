@@ -100,8 +100,6 @@ def _renamed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
         function.__code__, function.__globals__, name, function.__defaults__, function.__closure__
     )
     renamed.__kwdefaults__ = function.__kwdefaults__
-    renamed.__annotations__ = function.__annotations__
-    renamed.__qualname__ = name
     return renamed
 
 
