@@ -1,12 +1,17 @@
-"""Every shell command in README.md and docs/*.md runs, so that no doc drifts from the code.
+"""Every shell command and Python example in README.md and docs/*.md runs, so that no doc drifts
+from the code.
 
 Each fenced block tagged ``bash`` (or ``sh``/``shell``) is one test: the block runs as a bash
 script (stopping at the first failing command) in a fresh folder that holds small stand-ins for
 what the docs name (``runs/sparo-b16``, ``ckpt.pt``, ``/data/...``), with the substitutions of
 :data:`STAND_INS` applied to its text (data paths, model and data sizes, the elided arguments of
-a training command). A new block is picked up as it is written. A block that cannot run here
-(GPUs, real data sets, downloads, SLURM, a synopsis) says so in its doc, on the line before
-it: ``<!-- not run: reason -->``; :data:`MAX_NOT_RUN` keeps those few.
+a training command). The ``python`` blocks of a doc are one test: they run in a fresh Python
+process, in a fresh folder of the same stand-ins, one after the other in one namespace, as a
+reader types them into one session, so a block may use what an earlier block of its doc defined
+(an import, the model); a traceback names the doc and its line. A new block is picked up as it is
+written. A block that cannot run here (GPUs, real data sets, downloads, SLURM, a synopsis) says
+so in its doc, on the line before it: ``<!-- not run: reason -->``; :data:`MAX_NOT_RUN` keeps
+those few.
 """
 
 from __future__ import annotations
@@ -35,11 +40,15 @@ from benchmark_data import (
 )
 from data_utils import write_caption_shards
 from fork_utils import build, fork_config, save_fork_training_checkpoint, to_fork_layout
+from hub_utils import write_hub_file
 from sparo_server import sparo_server
+
+from open_clip_sparo import save_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = {"bash", "sh", "shell"}
+PYTHONS = {"python", "py"}
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.+?)\s*-->$")
 MAX_NOT_RUN = 19  # blocks marked "not run" in all the docs together
 # the commands an untagged block may not start with: such a block is a command left untested
@@ -57,6 +66,10 @@ STAND_INS: dict[str, str] = {
     "/tmp/sparo-smoke": "sparo-smoke",
     ".venv/bin/": BIN + "/",
     "sparo-ViT-B-16": TINY_MODEL,
+    "sparo-ViT-B-32": TINY_MODEL,  # fork.md's checkpoint: the stand-in is the tiny model's
+    "sparo-ViT-H-14": "sparo-ViT-S-32",  # a derived config too, small enough for the CPU
+    "local-dir:exports/": "local-dir:exported/",  # `sparo export --out exports/...` refuses it
+    "[3, 17, 42]": "[3, 7, 12]",  # slots of the tiny model's 16
     "--train-samples 3200 --eval-samples 500": "--train-samples 64 --eval-samples 16",
     "--epochs 5 \\\n  --batch-size 32": "--epochs 1 \\\n  --batch-size 16",
     "--pretrained sparo-start.pt ...": "--pretrained sparo-start.pt " + TINY_TRAINING,
@@ -106,19 +119,27 @@ def code_blocks(doc: Path) -> list[Block]:
 
 SHELL_BLOCKS = [b for doc in DOCS for b in code_blocks(doc) if b.language in SHELLS]
 RUN = [b for b in SHELL_BLOCKS if b.not_run is None]
+# doc -> its python blocks that run, in order
+PYTHON_RUN = {
+    doc.relative_to(ROOT).as_posix(): blocks
+    for doc in DOCS
+    if (blocks := [b for b in code_blocks(doc) if b.language in PYTHONS and b.not_run is None])
+}
 
 
 def test_the_docs_have_commands_and_few_are_not_run():
-    not_run = [b for b in SHELL_BLOCKS if b.not_run]
+    not_run = [b for doc in DOCS for b in code_blocks(doc) if b.not_run]
     assert len(RUN) >= 10
+    assert sum(map(len, PYTHON_RUN.values())) >= 5
     assert len(not_run) <= MAX_NOT_RUN, [b.name for b in not_run]
 
 
-def test_markers_sit_on_shell_blocks():
-    """A "not run" marker before a block of another language would excuse nothing."""
+def test_markers_sit_on_blocks_that_run():
+    """A "not run" marker before a block that never runs (a file layout, output) would excuse
+    nothing."""
     for doc in DOCS:
         for block in code_blocks(doc):
-            assert block.not_run is None or block.language in SHELLS, block.name
+            assert block.not_run is None or block.language in SHELLS | PYTHONS, block.name
 
 
 def test_command_blocks_are_tagged_as_shell():
@@ -182,6 +203,20 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fork_cfg = fork_config()
     (world / "ViT-B-32-SPARO-custom.json").write_text(json.dumps(fork_cfg))
     save_fork_training_checkpoint(to_fork_layout(build(fork_cfg)), world / "epoch_25.pt")
+    # for the Python examples: a fork run of the tiny model, a run folder, an export (local-dir:)
+    # and the same export as a Hugging Face Hub model (hf-hub:ORG/NAME) in the hub cache
+    fork_run = world / "fork_logs" / "run" / "checkpoints"
+    fork_run.mkdir(parents=True)
+    save_fork_training_checkpoint(to_fork_layout(model), fork_run / "epoch_25.pt")
+    write_run_folder(world / "runs" / "my-run", model, epochs=[25])
+    save_pretrained(model, world / "exported" / "sparo-b16")
+    for exported in (world / "exported" / "sparo-b16").iterdir():
+        write_hub_file(
+            world / "hub",
+            "ORG/NAME",
+            exported.name,
+            lambda f, source=exported: f.write(source.read_bytes()),
+        )
     return world
 
 
@@ -201,6 +236,13 @@ def block_env(home: Path) -> dict[str, str]:
     }
 
 
+def linked_stand_ins(stand_ins: Path, tmp_path: Path) -> Path:
+    """A fresh folder of the stand-ins, linked file by file: what a block writes stays in it."""
+    folder = tmp_path / "run"
+    shutil.copytree(stand_ins, folder, symlinks=True, copy_function=os.symlink)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def sparo_on_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """``sparo`` as a client of one server that imported the command line once."""
@@ -214,9 +256,7 @@ def sparo_on_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 def test_doc_block_runs(
     block: Block, stand_ins: Path, sparo_on_path: dict[str, str], tmp_path: Path
 ) -> None:
-    folder = tmp_path / "run"
-    # the stand-ins linked file by file: what a block writes stays in its own folder
-    shutil.copytree(stand_ins, folder, symlinks=True, copy_function=os.symlink)
+    folder = linked_stand_ins(stand_ins, tmp_path)
     script = standing_in(block.text)
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script],
@@ -228,5 +268,35 @@ def test_doc_block_runs(
     )
     assert result.returncode == 0, (
         f"{block.name} failed ({result.returncode}):\n{script}\n--- output:\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+
+
+# runs a doc's python blocks (a JSON list of [file name, first line, text]) in one namespace,
+# each compiled under its doc's name and line numbers
+SESSION = """
+import json, sys
+namespace = {"__name__": "__main__"}
+for filename, line, text in json.load(open(sys.argv[1])):
+    exec(compile("\\n" * line + text, filename, "exec"), namespace)
+"""
+
+
+@pytest.mark.slow  # a Python process per doc, building a few tiny models: 10 to 20 s
+@pytest.mark.parametrize("doc", PYTHON_RUN)
+def test_doc_python_blocks_run(doc: str, stand_ins: Path, tmp_path: Path) -> None:
+    folder = linked_stand_ins(stand_ins, tmp_path)
+    blocks = [(doc, b.line, standing_in(b.text)) for b in PYTHON_RUN[doc]]
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    result = subprocess.run(
+        [sys.executable, "-c", SESSION, str(tmp_path / "blocks.json")],
+        cwd=folder,
+        env={**block_env(tmp_path / "home"), "HF_HUB_CACHE": str(folder / "hub")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, (
+        f"{doc}'s python blocks failed ({result.returncode}):\n--- output:\n"
         f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )

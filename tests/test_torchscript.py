@@ -148,9 +148,14 @@ def test_eager_model_loads_a_scripted_models_state() -> None:
     assert_same_state(eager.state_dict(), state)
 
 
-# the model families a --torchscript run can train (the bottleneck control does not script:
-# its encoders call CLIP's through super(), which TorchScript cannot compile)
-FAMILIES = ["ViT-Ti-8-64", "sparo-ViT-Ti-8-64", "gap-ViT-Ti-8-64", "codebook-ViT-Ti-8-64"]
+# the model families a --torchscript run can train: the baseline, SPARO and the three controls
+FAMILIES = [
+    "ViT-Ti-8-64",
+    "sparo-ViT-Ti-8-64",
+    "gap-ViT-Ti-8-64",
+    "bottleneck-ViT-Ti-8-64",
+    "codebook-ViT-Ti-8-64",
+]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -164,6 +169,13 @@ def test_every_family_scripts_with_output_dict_and_its_scripted_checkpoint_loads
     expected, got = eager(images, text), scripted(images, text)
     assert isinstance(got, dict) and got.keys() == expected.keys()
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+    for normalize in (False, True):
+        assert torch.equal(
+            scripted.encode_image(images, normalize), eager.encode_image(images, normalize)
+        )
+        assert torch.equal(
+            scripted.encode_text(text, normalize), eager.encode_text(text, normalize)
+        )
 
     state = scripted.state_dict()  # what a --torchscript run saves
     assert "attn_mask" in state and "attn_mask" not in eager.state_dict()

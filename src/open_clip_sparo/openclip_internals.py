@@ -3,6 +3,7 @@
 OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
 globals (the model classes and the config reader ``create_model`` looks up when it runs, the
 config search path and registry, the checkpoint reader and loader, the model-name prefixes), the
+loader of OpenAI's weights files (``open_clip.openai.load_openai_model``) and its model builder, the
 vision tower builder, the class-token helper, the text-tower lock, and the ``VisionTransformer``
 methods SPARO overrides or calls (``_embeds``, ``_pool``, ``lock``; the GAP control overrides
 ``_global_pool``). The rest of the library reaches them only through this module, which checks
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import open_clip
 from open_clip import factory
 from open_clip import model as _model
+from open_clip import openai as _openai
 from open_clip import transformer as _transformer
 from open_clip.transformer import VisionTransformer
 
@@ -27,6 +30,8 @@ from open_clip.transformer import VisionTransformer
 FACTORY_MODEL_CLASSES = ("CLIP", "CustomTextCLIP", "CoCa")
 # the config reader create_model and get_tokenizer look up by name in the factory module
 FACTORY_CONFIG_READER = "get_model_config"
+# the loader of OpenAI's weights files (open_clip.load_openai_model), defined in open_clip.openai
+OPENAI_LOADER = "load_openai_model"
 
 _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
     "open_clip.factory": (
@@ -43,7 +48,9 @@ _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
             "load_checkpoint",
         ),
     ),
-    "open_clip.model": (_model, ("_build_vision_tower",)),
+    "open_clip.model": (_model, ("_build_vision_tower", "build_model_from_openai_state_dict")),
+    # the OpenAI weights loader, replaced in open_clip.openai and where open_clip re-exports it
+    "open_clip.openai": (_openai, (OPENAI_LOADER,)),
     "open_clip.transformer": (_transformer, ("_expand_token", "lock_text_tower")),
     "open_clip.transformer.VisionTransformer": (
         VisionTransformer,
@@ -118,11 +125,25 @@ check()
 HF_HUB_PREFIX: str = factory.HF_HUB_PREFIX
 LOCAL_DIR_PREFIX: str = factory.LOCAL_DIR_PREFIX
 build_vision_tower = _model._build_vision_tower
+build_model_from_openai_state_dict = _model.build_model_from_openai_state_dict
 expand_token = _transformer._expand_token
 lock_text_tower = _transformer.lock_text_tower
 # newer OpenCLIP (its main branch) enumerates a ViT's lock groups in a public layer_groups();
 # where it does, SparoVisionTransformer.lock adds the read-out as a group instead of faking `proj`
 VIT_HAS_LAYER_GROUPS: bool = hasattr(VisionTransformer, "layer_groups")
+
+
+def install_openai_loader(wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Replace OpenCLIP's ``load_openai_model`` by ``wrap(it)``, in ``open_clip.openai`` and
+    where ``open_clip`` re-exports it."""
+    loader = wrap(getattr(_openai, OPENAI_LOADER))
+    setattr(_openai, OPENAI_LOADER, loader)
+    setattr(open_clip, OPENAI_LOADER, loader)
+
+
+def openai_loader() -> Callable[..., Any]:
+    """OpenCLIP's ``load_openai_model`` as ``open_clip.openai`` holds it now."""
+    return getattr(_openai, OPENAI_LOADER)
 
 
 def model_configs() -> dict[str, dict[str, Any]]:

@@ -9,13 +9,17 @@ factory functions earlier (``open_clip_train`` does). The factory's weights read
 are replaced the same way: every ``pretrained=`` file is read by the package's checkpoint reader
 (tensors only), and checked against the model (``state_dict.check_state_dict``) before OpenCLIP
 resizes anything. The factory's config reader is wrapped too, so
-that a ``sparo-*`` name without a config fails with one line saying why.
+that a ``sparo-*`` name without a config fails with one line saying why. OpenCLIP's loader of
+OpenAI's weights files (``open_clip.load_openai_model``) reads a state-dict file with ``torch.load``
+without ``weights_only``; it is replaced so that such a file goes through the package's reader
+too, while tags and TorchScript archives go to OpenCLIP's loader (``torch.jit.load``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,12 @@ from .openclip_internals import (
     FACTORY_CONFIG_READER,
     FACTORY_MODEL_CLASSES,
     add_model_configs,
+    build_model_from_openai_state_dict,
     factory,  # its model classes and config reader are replaced by the hooks
+    install_openai_loader,
     model_config_paths,
     model_configs,
+    openai_loader,
 )
 from .state_dict import (
     SCRIPTED_BUFFERS,
@@ -40,7 +47,7 @@ from .state_dict import (
     register_model_finder,
     without_scripted_buffers,
 )
-from .util.files import UnreadableFileError, read_state_dict
+from .util.files import UnreadableFileError, is_torchscript_archive, read_state_dict
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 _MARK = "__sparo_dispatch__"
@@ -89,6 +96,43 @@ def _checked_load(original: Callable[..., Any]) -> Callable[..., Any]:
     return load_checkpoint
 
 
+def _openai_weights_read_safely(original: Callable[..., Any]) -> Callable[..., Any]:
+    """OpenCLIP's ``load_openai_model`` (same arguments), whose state-dict files (neither a tag
+    nor a TorchScript archive) are read by the package's checkpoint reader, tensors only, and
+    built by OpenCLIP's builder of OpenAI state dicts as OpenCLIP builds them."""
+
+    @functools.wraps(original)
+    def load_openai_model(
+        name: str, precision: str | None = None, device: Any = None, cache_dir: str | None = None
+    ) -> torch.nn.Module:
+        if (
+            open_clip.get_pretrained_url(name, "openai")
+            or not os.path.isfile(name)
+            or is_torchscript_archive(name)
+        ):  # OpenAI's archives (a tag's is checked against its SHA-256), or OpenCLIP's error
+            return original(name, precision, device, cache_dir)
+        state_dict = read_state_dict(
+            name,
+            "the OpenAI checkpoint",
+            "give OpenAI's TorchScript archive, or a state dict in its layout.",
+        )
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        precision = precision or ("fp32" if device == "cpu" else "fp16")
+        model = build_model_from_openai_state_dict(
+            state_dict, cast_dtype=open_clip.get_cast_dtype(precision)
+        ).to(device)
+        if precision != "fp16":  # the builder leaves OpenAI's fp16 weights in fp16
+            model.float()
+            if precision == "bf16":
+                open_clip.convert_weights_to_lp(model, dtype=torch.bfloat16)
+        model.visual.image_mean = open_clip.OPENAI_DATASET_MEAN
+        model.visual.image_std = open_clip.OPENAI_DATASET_STD
+        return model
+
+    setattr(load_openai_model, _MARK, True)
+    return load_openai_model
+
+
 @functools.cache
 def _registered_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     """The tensor names and shapes of this package's configs and their OpenCLIP baselines
@@ -123,6 +167,8 @@ def _install_hooks() -> None:
     for name in FACTORY_MODEL_CLASSES[1:]:
         if not getattr(getattr(factory, name), _MARK, False):
             setattr(factory, name, _reject_sparo(getattr(factory, name)))
+    if not getattr(openai_loader(), _MARK, False):
+        install_openai_loader(_openai_weights_read_safely)
     reader = getattr(factory, FACTORY_CONFIG_READER)
     if not getattr(reader, _MARK, False):
         setattr(factory, FACTORY_CONFIG_READER, _explain_missing_sparo(reader))

@@ -17,7 +17,7 @@ import sys
 import open_clip_train.main
 
 import open_clip_sparo  # noqa: F401  (registers the sparo-* models with OpenCLIP)
-from open_clip_sparo.util.errors import EXPECTED_ERRORS, run_entry_point
+from open_clip_sparo.util.errors import expected_message, run_entry_point
 from open_clip_sparo.util.stop_signal import logged_stop
 
 from .compat import pinned_stack_fixes
@@ -114,7 +114,7 @@ def _run(argv: list[str]) -> int:
         )
         _log_to_file(error)
         raise error from None
-    except EXPECTED_ERRORS as error:
+    except Exception as error:
         _log_to_file(error)
         raise
     return 0 if status is None else status
@@ -122,9 +122,12 @@ def _run(argv: list[str]) -> int:
 
 def _log_to_file(error: BaseException) -> None:
     """Write an expected failure to the run's log file (open_clip_train's ``out.log``), if it
-    has one yet: the console gets it from :func:`run_entry_point`."""
+    has one yet, in the line :func:`run_entry_point` gives the console."""
+    message = expected_message(error)
+    if message is None:
+        return
     record = logging.makeLogRecord(
-        {"levelno": logging.ERROR, "levelname": "ERROR", "msg": f"{PROG}: error: {error}"}
+        {"levelno": logging.ERROR, "levelname": "ERROR", "msg": f"{PROG}: error: {message}"}
     )
     for handler in logging.root.handlers:
         if isinstance(handler, logging.FileHandler):

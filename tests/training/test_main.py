@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -25,6 +26,7 @@ from training_utils import (
 )
 
 from open_clip_sparo.cli.init_from_clip import save_state_dict
+from open_clip_sparo.util.run_folder import FAILURE_NAME
 from training.main import split_args
 from training.run_config import run_config
 from training.slot_stats import SlotStatsLogger
@@ -210,6 +212,34 @@ def test_max_params_aborts_with_count_and_limit(
     error = capsys.readouterr().err
     assert f"{MODEL} has {count:,} parameters, more than --max-params {count - 1:,}" in error
     assert not (tmp_path / "big").exists()  # the failed start's run folder is removed
+
+
+def test_a_place_that_becomes_unwritable_during_training_is_named_in_one_line_everywhere(
+    shards: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console, ``out.log`` and the run's failure record all give the path and what to do,
+    never the raw ``[Errno 13]``."""
+    open_path = Path.open
+
+    def refused(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "slot_stats.jsonl":  # as the kernel refuses it (tests run as root)
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return open_path(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    argv = [*train_args(shards, tmp_path, "denied", samples=8), "--log-slot-stats", "1"]
+    assert run_in_process(argv) == 1
+    run = tmp_path / "denied"
+    line = (
+        f"no permission for {run / 'slot_stats.jsonl'} (Permission denied); make {run} writable "
+        "for you (it may be owned by someone else, read-only, or immutable: chattr -i), or "
+        "choose another path"
+    )
+    console = capsys.readouterr().err  # open_clip_train logs to stderr too
+    assert console.endswith(f"\ntraining.main: error: {line}\n") and "Errno" not in console
+    log = (run / "out.log").read_text()
+    assert log.endswith(f" | ERROR | training.main: error: {line}\n") and "Errno" not in log
+    assert (run / FAILURE_NAME).read_text() == f"PermissionError: {line}\n"
 
 
 @pytest.mark.slow  # a training run

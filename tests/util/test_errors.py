@@ -10,7 +10,7 @@ import pytest
 from fork_utils import fork_config
 
 from open_clip_sparo import cli
-from open_clip_sparo.util.errors import run_entry_point
+from open_clip_sparo.util.errors import expected_message, run_entry_point
 from open_clip_sparo.util.files import write_json
 
 
@@ -98,3 +98,17 @@ def test_any_command_reports_a_path_the_system_refuses_in_one_line(
         "writable for you (it may be owned by someone else, read-only, or immutable: chattr -i), "
         "or choose another path\n"
     )
+
+
+def test_an_expected_failure_has_one_message_for_every_place_it_is_reported() -> None:
+    """What the console, a run's log and its failure record say (``training.main`` writes all
+    three): a refused path with what to do, never the raw ``[Errno N]``; None for a bug."""
+    refused = expected_message(PermissionError(errno.EACCES, "Permission denied", "/logs/run"))
+    assert refused is not None and refused.startswith("no permission for /logs/run (")
+    read_only = expected_message(OSError(errno.EROFS, "Read-only file system", "/logs/run"))
+    assert read_only == "/logs/run is on a read-only file system; choose a path on a writable one"
+    assert expected_message(FileNotFoundError("the checkpoint x.pt does not exist")) == (
+        "the checkpoint x.pt does not exist"
+    )
+    assert expected_message(OSError(errno.EIO, "Input/output error", "/logs/run")) is None
+    assert expected_message(RuntimeError("a bug")) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,12 @@ from open_clip_sparo.dino import load_checkpoint as dino_checkpoint
 from open_clip_sparo.io.init_from_clip import load_clip_state_dict
 from open_clip_sparo.io.loading import load_model
 from open_clip_sparo.util.errors import run_entry_point
-from open_clip_sparo.util.files import atomic_save, load_torch_file, read_state_dict
+from open_clip_sparo.util.files import (
+    atomic_save,
+    is_torchscript_archive,
+    load_torch_file,
+    read_state_dict,
+)
 
 
 def test_atomic_save_keeps_the_previous_file_when_writing_fails(tmp_path: Path) -> None:
@@ -73,12 +79,13 @@ def _load_run(path: Path) -> object:
 
 
 # every way a checkpoint is read: training (--resume, --pretrained), OpenCLIP's factory
-# (pretrained=), load_model (sparo eval/select/export), init-from-clip, convert-fork, DINO,
-# the evaluation cache, and the reader itself
+# (pretrained=), OpenCLIP's loader of OpenAI's weights, load_model (sparo eval/select/export),
+# init-from-clip, convert-fork, DINO, the evaluation cache, and the reader itself
 READERS: dict[str, Callable[[Path], object]] = {
     "resume": _read_resume,
     "pretrained": _read_pretrained,
     "create_model": lambda p: open_clip.create_model("sparo-ViT-Ti-8-64", pretrained=str(p)),
+    "load_openai_model": lambda p: open_clip.load_openai_model(str(p), device="cpu"),
     "load_model": lambda p: load_model("sparo-ViT-Ti-8-64", str(p)),
     "run_folder": _load_run,
     "init_from_clip": load_clip_state_dict,
@@ -99,6 +106,72 @@ def test_no_checkpoint_runs_code_even_when_pytorch_is_told_to_allow_it(
         READERS[reader](path)
     assert not marker.exists(), f"{reader} ran the checkpoint's code"
     assert path.name in str(error.value) and "weights_only" not in str(error.value)
+
+
+def test_no_openai_tag_runs_code_even_when_pytorch_is_told_to_allow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pretrained="openai"`` reads the hub's file through the factory's (hooked) loader, never
+    through OpenCLIP's ``load_openai_model``."""
+    from hub_utils import use_hub_cache, write_hub_file
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    path, marker = crafted_checkpoint(tmp_path)
+    hub_id = open_clip.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"].strip("/")
+    use_hub_cache(monkeypatch, tmp_path / "hub")
+    cached = write_hub_file(
+        tmp_path / "hub",
+        hub_id,
+        "open_clip_pytorch_model.bin",
+        lambda file: file.write(path.read_bytes()),
+    )
+    with pytest.raises(ValueError, match="is not a checkpoint of tensors") as error:
+        open_clip.create_model("ViT-B-32", pretrained="openai")
+    assert not marker.exists(), "pretrained='openai' ran the checkpoint's code"
+    assert str(cached) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_load_openai_model_builds_a_state_dict_as_openclip_does(tmp_path: Path) -> None:
+    """A state dict in OpenAI's layout, read tensors only, gives the model OpenCLIP's own loader
+    gives, in each precision."""
+    torch.manual_seed(0)
+    path = tmp_path / "clip.pt"
+    torch.save(open_clip.create_model("ViT-Ti-8-64").state_dict(), path)
+    openclips = open_clip.load_openai_model.__wrapped__
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for precision in ("fp32", "bf16"):
+        ours = open_clip.load_openai_model(str(path), precision, "cpu")
+        theirs = openclips(str(path), precision, "cpu")
+        assert (ours.visual.image_mean, ours.visual.image_std) == (
+            open_clip.OPENAI_DATASET_MEAN,
+            open_clip.OPENAI_DATASET_STD,
+        )
+        assert_same_state(ours.state_dict(), theirs.state_dict())
+        images = images.to(ours.visual.conv1.weight.dtype)
+        assert torch.equal(ours.encode_image(images), theirs.encode_image(images))
+    assert images.dtype == torch.bfloat16
+
+
+def test_torchscript_archives_are_told_from_torch_save_files(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    torch.jit.save(torch.jit.script(model), tmp_path / "scripted.pt")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    torch.save(model.state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert [is_torchscript_archive(tmp_path / name) for name in sorted(os.listdir(tmp_path))] == [
+        False,
+        True,
+        False,
+    ]
+    # before: "cannot be read, it is cut short or corrupt (RuntimeError)"
+    with pytest.raises(
+        ValueError, match=r"scripted\.pt is a TorchScript archive .* not a checkpoint"
+    ):
+        read_state_dict(tmp_path / "scripted.pt")
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a), a.keys()
 
 
 class FullDisk(io.FileIO):

@@ -11,6 +11,8 @@ State-dict names follow the authors' fork (``vision_bottleproj``, ``space_dict``
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -92,6 +94,15 @@ class _FeaturesFromEncoders:
         return add_logits(self, output, output_logits, output_logit_scale_bias)
 
 
+def _renamed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``function`` itself (its code, globals, defaults) under the name ``name``."""
+    renamed = types.FunctionType(
+        function.__code__, function.__globals__, name, function.__defaults__, function.__closure__
+    )
+    renamed.__kwdefaults__ = function.__kwdefaults__
+    return renamed
+
+
 class BottleneckCLIP(_FeaturesFromEncoders, CLIP):
     """CLIP whose towers project to ``bottleneck_dim``, each followed by
     ``Linear(bottleneck_dim -> embed_dim)`` (``vision_bottleproj``, ``text_bottleproj``)."""
@@ -111,12 +122,17 @@ class BottleneckCLIP(_FeaturesFromEncoders, CLIP):
         self.vision_bottleproj = nn.Linear(cfg.bottleneck_dim, embed_dim)
         self.text_bottleproj = nn.Linear(cfg.bottleneck_dim, embed_dim)
 
+    # OpenCLIP's encoders under names of their own, which the overrides call: TorchScript
+    # compiles a method by its name and cannot compile super() calls
+    _clip_encode_image = _renamed(CLIP.encode_image, "_clip_encode_image")
+    _clip_encode_text = _renamed(CLIP.encode_text, "_clip_encode_text")
+
     def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.vision_bottleproj(super().encode_image(image))  # (B, embed_dim)
+        features = self.vision_bottleproj(self._clip_encode_image(image))  # (B, embed_dim)
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.text_bottleproj(super().encode_text(text))  # (B, embed_dim)
+        features = self.text_bottleproj(self._clip_encode_text(text))  # (B, embed_dim)
         return F.normalize(features, dim=-1) if normalize else features
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:

@@ -78,18 +78,24 @@ def unusable_path_message(error: OSError, path: str | None = None) -> str | None
     return None
 
 
+def expected_message(error: BaseException) -> str | None:
+    """The one line an expected failure is reported with, wherever it is reported (the console,
+    a run's log): for a path that cannot be used (no permission, a read-only file system, a
+    dangling link, a full disk) the path and what to do, never the raw ``[Errno N]``; else the
+    error's message. None for any other error: a bug, which keeps its traceback."""
+    if isinstance(error, OSError) and (message := unusable_path_message(error)) is not None:
+        return message
+    return str(error) if isinstance(error, EXPECTED_ERRORS) else None
+
+
 def run_entry_point(prog: str, main: Callable[[Argv], int], argv: Argv) -> int:
-    """``main(argv)``; an expected failure, or a path that cannot be used (no permission, a
-    read-only file system, a dangling link, a full disk), becomes one line on stderr and exit
-    status 1."""
+    """``main(argv)``; an expected failure (:func:`expected_message`) becomes one line on
+    stderr and exit status 1."""
     try:
         return main(argv)
-    except OSError as error:
-        message = unusable_path_message(error)
-        if message is None and not isinstance(error, EXPECTED_ERRORS):
+    except Exception as error:
+        message = expected_message(error)
+        if message is None:
             raise
-        print(f"{prog}: error: {message or error}", file=sys.stderr)
-        return 1
-    except EXPECTED_ERRORS as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 1

@@ -214,6 +214,18 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         ) from None
 
 
+def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip file whose folder
+    holds ``constants.pkl``), which ``torch.jit.load`` reads, not :func:`load_torch_file`."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(
+            len(parts := name.split("/")) == 2 and parts[1] == "constants.pkl"
+            for name in archive.namelist()
+        )
+
+
 def load_torch_file(
     path: str | os.PathLike[str],
     what: str = "checkpoint",
@@ -226,7 +238,8 @@ def load_torch_file(
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set. Memory-mapped with ``mmap`` where the format
     allows; read from the open ``stream`` instead (a remote file) when given, ``path`` then only
     naming it. Errors are one-line :class:`UnreadableFileError` naming the file when it is
-    empty, cut short, corrupt, not a ``torch.save`` file, or holds more than tensors."""
+    empty, cut short, corrupt, not a ``torch.save`` file, a TorchScript archive, or holds more
+    than tensors."""
     if stream is None:
         path = require_file(path, what, fix)
         if path.stat().st_size == 0:
@@ -246,6 +259,11 @@ def load_torch_file(
             f"objects that would have to run code to load); {fix}"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        if stream is None and is_torchscript_archive(path):
+            raise UnreadableFileError(
+                f"{what} {path} is a TorchScript archive (torch.jit.save), a program whose code "
+                f"runs as it loads, not a checkpoint of tensors; {fix}"
+            ) from error
         detail = str(error).split(". ")[0] if str(error) else type(error).__name__
         if "weights_only" in detail:
             detail = type(error).__name__

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import expected_message
 from .files import read_json, write_json, write_text
 
 FAILURE_NAME = "failed.txt"  # the error that ended a run, recorded in its folder
@@ -95,7 +96,8 @@ def claim_run_folder(
 def record_failure(folder: str | os.PathLike[str], error: BaseException) -> None:
     """Record in the run ``folder`` (if it exists) the error that ended its run."""
     if Path(folder).is_dir():
-        write_text(Path(folder) / FAILURE_NAME, f"{type(error).__name__}: {error}\n")
+        message = expected_message(error) or error
+        write_text(Path(folder) / FAILURE_NAME, f"{type(error).__name__}: {message}\n")
 
 
 @contextmanager
