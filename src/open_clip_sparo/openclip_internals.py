@@ -3,7 +3,7 @@
 OpenCLIP has no plugin mechanism, so SPARO relies on a few of its internals: the factory's module
 globals (the model classes and the config reader ``create_model`` looks up when it runs, the
 config search path and registry, the checkpoint reader and loader, the model-name prefixes), the
-loader of OpenAI's weights files (``open_clip.openai.load_openai_model``) and its model builder, the
+loader of OpenAI's weights files (``open_clip.openai.load_openai_model``), the
 vision tower builder, the class-token helper, the text-tower lock, and the ``VisionTransformer``
 methods SPARO overrides or calls (``_embeds``, ``_pool``, ``lock``; the GAP control overrides
 ``_global_pool``). The rest of the library reaches them only through this module, which checks
@@ -48,7 +48,7 @@ _REQUIRED: dict[str, tuple[Any, tuple[str, ...]]] = {
             "load_checkpoint",
         ),
     ),
-    "open_clip.model": (_model, ("_build_vision_tower", "build_model_from_openai_state_dict")),
+    "open_clip.model": (_model, ("_build_vision_tower",)),
     # the OpenAI weights loader, replaced in open_clip.openai and where open_clip re-exports it
     "open_clip.openai": (_openai, (OPENAI_LOADER,)),
     "open_clip.transformer": (_transformer, ("_expand_token", "lock_text_tower")),
@@ -125,7 +125,6 @@ check()
 HF_HUB_PREFIX: str = factory.HF_HUB_PREFIX
 LOCAL_DIR_PREFIX: str = factory.LOCAL_DIR_PREFIX
 build_vision_tower = _model._build_vision_tower
-build_model_from_openai_state_dict = _model.build_model_from_openai_state_dict
 expand_token = _transformer._expand_token
 lock_text_tower = _transformer.lock_text_tower
 # newer OpenCLIP (its main branch) enumerates a ViT's lock groups in a public layer_groups();

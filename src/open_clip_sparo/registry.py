@@ -34,7 +34,6 @@ from .openclip_internals import (
     FACTORY_CONFIG_READER,
     FACTORY_MODEL_CLASSES,
     add_model_configs,
-    build_model_from_openai_state_dict,
     factory,  # its model classes and config reader are replaced by the hooks
     install_openai_loader,
     model_config_paths,
@@ -97,37 +96,25 @@ def _checked_load(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _openai_weights_read_safely(original: Callable[..., Any]) -> Callable[..., Any]:
-    """OpenCLIP's ``load_openai_model`` (same arguments), whose state-dict files (neither a tag
-    nor a TorchScript archive) are read by the package's checkpoint reader, tensors only, and
-    built by OpenCLIP's builder of OpenAI state dicts as OpenCLIP builds them."""
+    """OpenCLIP's ``load_openai_model``, a state-dict file (neither a tag nor a TorchScript
+    archive) first read by the package's checkpoint reader: OpenCLIP reads such a file with
+    ``torch.load`` without ``weights_only``, so it gets only a file that holds nothing but
+    tensors. Tags and archives go to OpenCLIP as they are (a tag's file is checked against the
+    SHA-256 in its URL; ``torch.jit.load`` runs no pickled Python)."""
 
     @functools.wraps(original)
-    def load_openai_model(
-        name: str, precision: str | None = None, device: Any = None, cache_dir: str | None = None
-    ) -> torch.nn.Module:
+    def load_openai_model(name: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
         if (
-            open_clip.get_pretrained_url(name, "openai")
-            or not os.path.isfile(name)
-            or is_torchscript_archive(name)
-        ):  # OpenAI's archives (a tag's is checked against its SHA-256), or OpenCLIP's error
-            return original(name, precision, device, cache_dir)
-        state_dict = read_state_dict(
-            name,
-            "the OpenAI checkpoint",
-            "give OpenAI's TorchScript archive, or a state dict in its layout.",
-        )
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        precision = precision or ("fp32" if device == "cpu" else "fp16")
-        model = build_model_from_openai_state_dict(
-            state_dict, cast_dtype=open_clip.get_cast_dtype(precision)
-        ).to(device)
-        if precision != "fp16":  # the builder leaves OpenAI's fp16 weights in fp16
-            model.float()
-            if precision == "bf16":
-                open_clip.convert_weights_to_lp(model, dtype=torch.bfloat16)
-        model.visual.image_mean = open_clip.OPENAI_DATASET_MEAN
-        model.visual.image_std = open_clip.OPENAI_DATASET_STD
-        return model
+            not open_clip.get_pretrained_url(name, "openai")
+            and os.path.isfile(name)
+            and not is_torchscript_archive(name)
+        ):
+            read_state_dict(
+                name,
+                "the OpenAI checkpoint",
+                "give OpenAI's TorchScript archive, or a state dict in its layout.",
+            )
+        return original(name, *args, **kwargs)
 
     setattr(load_openai_model, _MARK, True)
     return load_openai_model

@@ -132,8 +132,8 @@ def test_no_openai_tag_runs_code_even_when_pytorch_is_told_to_allow_it(
 
 
 def test_load_openai_model_builds_a_state_dict_as_openclip_does(tmp_path: Path) -> None:
-    """A state dict in OpenAI's layout, read tensors only, gives the model OpenCLIP's own loader
-    gives, in each precision."""
+    """A state dict in OpenAI's layout passes the check and loads as OpenCLIP's own loader loads
+    it, in each precision."""
     torch.manual_seed(0)
     path = tmp_path / "clip.pt"
     torch.save(open_clip.create_model("ViT-Ti-8-64").state_dict(), path)
