@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -18,12 +19,23 @@ class WritesMarker:
         return (open, (str(self.marker), "w"))
 
 
-def crafted_checkpoint(folder: Path, name: str = "epoch_1.pt") -> tuple[Path, Path]:
-    """A checkpoint whose unpickling would run code (create a marker file): path, marker."""
+def crafted_checkpoint(
+    folder: Path, name: str = "epoch_1.pt", posing_as_torchscript: bool = False
+) -> tuple[Path, Path]:
+    """A checkpoint whose unpickling would run code (create a marker file): path, marker.
+
+    ``posing_as_torchscript``: in PyTorch's legacy (non-zip) format, followed by a zip file
+    holding ``archive/constants.pkl``, which Python's ``zipfile`` finds at the end of the file
+    and takes for a TorchScript archive; PyTorch, which reads a zip only from the file's first
+    byte, unpickles the legacy part."""
     marker = folder / "code-ran"
     path = folder / name
     state = {"visual.conv1.weight": torch.zeros(1)}
-    torch.save({"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}, path)
+    checkpoint = {"epoch": 1, "state_dict": state, "optimizer": WritesMarker(marker)}
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=not posing_as_torchscript)
+    if posing_as_torchscript:
+        with zipfile.ZipFile(path, "a") as archive:  # appended after the pickle
+            archive.writestr("archive/constants.pkl", b"")
     return path, marker
 
 

@@ -96,12 +96,13 @@ READERS: dict[str, Callable[[Path], object]] = {
 }
 
 
+@pytest.mark.parametrize("posing_as_torchscript", [False, True], ids=["torch.save", "posing"])
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_no_checkpoint_runs_code_even_when_pytorch_is_told_to_allow_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str, posing_as_torchscript: bool
 ) -> None:
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch.load's default: unsafe
-    path, marker = crafted_checkpoint(tmp_path)
+    path, marker = crafted_checkpoint(tmp_path, posing_as_torchscript=posing_as_torchscript)
     with pytest.raises(ValueError, match="is not a checkpoint of tensors") as error:
         READERS[reader](path)
     assert not marker.exists(), f"{reader} ran the checkpoint's code"

@@ -28,6 +28,7 @@ from .errors import DiskFullError, dangling_link_message, unusable_path_message
 
 PARTIAL_SUFFIX = ".partial"  # not ``.pt``: a resume never considers these files
 _EPOCH_CHECKPOINT = re.compile(r"epoch_(\d+)\.pt")
+_ZIP_ENTRY = b"PK\x03\x04"  # how a zip file starts, and how PyTorch tells it from its legacy format
 
 
 def refuse_existing(paths: Iterable[str | os.PathLike[str]], fix: str) -> None:
@@ -214,10 +215,23 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         ) from None
 
 
+def _is_torch_zip_file(path: str | os.PathLike[str]) -> bool:
+    """Whether PyTorch reads ``path`` as a zip file (``torch.save``'s format since PyTorch 1.6,
+    and TorchScript's), not as its legacy format: the file starts with a zip entry. Python's
+    ``zipfile.is_zipfile`` also accepts a zip appended to other bytes, such as a legacy-format
+    pickle, which ``torch.load`` would unpickle. False when it cannot be read, as for
+    ``zipfile.is_zipfile``."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_ZIP_ENTRY)) == _ZIP_ENTRY and zipfile.is_zipfile(file)
+    except OSError:
+        return False
+
+
 def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip file whose folder
     holds ``constants.pkl``), which ``torch.jit.load`` reads, not :func:`load_torch_file`."""
-    if not zipfile.is_zipfile(path):
+    if not _is_torch_zip_file(path):
         return False
     with zipfile.ZipFile(path) as archive:
         return any(
@@ -246,7 +260,7 @@ def load_torch_file(
             raise UnreadableFileError(
                 f"{what} {path} is empty (0 bytes): a save that never finished; {fix}"
             )
-        mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
+        mmap = mmap and _is_torch_zip_file(path)  # the legacy format cannot be mapped
     try:
         return torch.load(
             path if stream is None else stream, map_location="cpu", weights_only=True, mmap=mmap
