@@ -141,7 +141,7 @@ def training_data(
             f"own: lower --workers, or split the data into at least {total_workers} shards."
         )
     shared_epoch = SharedEpoch(epoch=epoch)  # read by the loader workers at each pass
-    skipped.start_run(args.rank, all_shards)
+    skipped.start_run(args.rank, all_shards, args.batch_size)
     if resampled:
         shard_stages = [
             ResampledShards2(

@@ -34,19 +34,20 @@ class SkippedSamples(SkipCounter):
 
     def __init__(self) -> None:
         super().__init__(REASONS)
-        # the shards of the current pass over the data (None: no pass yet), and how many samples
-        # it delivered
+        # the shards of the current pass over the data (None: no pass yet), how many samples it
+        # delivered, and how many make a batch (a pass with fewer yields none)
         self._pass_shards: list[str] | None = None
         self._delivered = 0
-        # every shard of the run, and whether this process reads them all (its share had no
-        # usable sample)
+        self._batch_size = 1
+        # every shard of the run, and whether this process reads them all (a pass over its share
+        # yielded no batch)
         self._all_shards: list[str] = []
         self._all_passes = False
 
-    def start_run(self, rank: int, all_shards: Iterable[str]) -> None:
+    def start_run(self, rank: int, all_shards: Iterable[str], batch_size: int) -> None:
         """The pipeline of rank ``rank`` counts here; ``all_shards`` are the run's shards, all
-        ranks' and workers'."""
-        self.rank, self._all_shards = rank, list(all_shards)
+        ranks' and workers'; it batches ``batch_size`` samples, dropping a partial batch."""
+        self.rank, self._all_shards, self._batch_size = rank, list(all_shards), batch_size
 
     def pass_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage before the shard reader: the shards of one pass, each noted as it is
@@ -55,24 +56,39 @@ class SkippedSamples(SkipCounter):
 
         The pipeline calls this at the start of each pass over the data. The shards are split
         between ranks and loader workers and passes repeat until the epoch has its batches, so a
-        pass that delivered no sample would repeat forever. After such a pass over its own share,
-        a worker reads all the run's shards instead (with a warning); when a pass over all of
-        them delivers nothing, the run has no usable data and this raises a ``RuntimeError``.
+        pass that delivered fewer samples than one batch (and so no batch) would repeat forever.
+        After such a pass over its own share, a worker reads all the run's shards instead (with a
+        warning); when a pass over all of them yields no batch either, the run cannot train and
+        this raises a ``RuntimeError`` saying what to change.
         """
-        if self._pass_shards is not None and self._delivered == 0:
+        delivered = self._delivered
+        if self._pass_shards is not None and delivered < self._batch_size:
             if self._all_passes or set(self._pass_shards) >= set(self._all_shards):
-                raise RuntimeError(
-                    f"not one usable training sample in a whole pass over the run's "
-                    f"{len(self._pass_shards)} shard(s) ({_first(self._pass_shards)}; read by "
-                    f"rank {self.rank}{this_process()}); the warnings above say why each sample "
-                    "was skipped. Samples need a 'txt' caption and a 'jpg', 'png', 'jpeg' or "
-                    "'webp' image; check --train-data."
+                where = (
+                    f"in a whole pass over the run's {len(self._pass_shards)} shard(s) "
+                    f"({_first(self._pass_shards)}; read by rank {self.rank}{this_process()})"
                 )
+                if delivered:
+                    raise RuntimeError(
+                        f"only {delivered} usable training sample(s) {where}, fewer than one "
+                        f"batch of --batch-size {self._batch_size} (training drops a partial "
+                        f"batch): lower --batch-size to at most {delivered}, or add data."
+                    )
+                raise RuntimeError(
+                    f"not one usable training sample {where}; the warnings above say why each "
+                    "sample was skipped. Samples need a 'txt' caption and a 'jpg', 'png', 'jpeg' "
+                    "or 'webp' image; check --train-data."
+                )
+            usable = (
+                f"{delivered} usable training sample(s), fewer than one batch of --batch-size "
+                f"{self._batch_size},"
+                if delivered
+                else "not one usable training sample"
+            )
             logging.warning(
-                f"rank {self.rank}{this_process()}: not one usable training sample in its share of "
-                f"the shards ({_first(self._pass_shards)}); it reads all "
-                f"{len(self._all_shards)} shards of the run instead, so some samples come twice "
-                "in an epoch."
+                f"rank {self.rank}{this_process()}: {usable} in its share of the shards "
+                f"({_first(self._pass_shards)}); it reads all {len(self._all_shards)} shards of "
+                "the run instead, so some samples come twice in an epoch."
             )
             self._all_passes = True
         if self._all_passes:

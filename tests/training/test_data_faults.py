@@ -4,13 +4,24 @@ data without a usable sample stopping the run."""
 from __future__ import annotations
 
 import re
+import signal
 from collections import Counter
 from pathlib import Path
 
+import open_clip
 import pytest
 from data_utils import rewrite_members, write_broken_shards, write_caption_shards
-from training_utils import epoch_losses, one_pass, run_in_process, run_torchrun, train_args
+from training_utils import (
+    MODEL,
+    data_args,
+    epoch_losses,
+    one_pass,
+    run_in_process,
+    run_torchrun,
+    train_args,
+)
 
+from training.data import WebDatasetTraining
 from training.data_faults import REASONS
 
 
@@ -93,3 +104,51 @@ def test_one_unreadable_shard_among_two_ranks_shards_is_skipped(tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "it reads all 2 shards of the run instead" in done.stderr  # rank 1's warning
     assert (tmp_path / "two-ranks" / "checkpoints" / "epoch_1.pt").is_file()
+
+
+def first_batch(shards: str, **overrides: object) -> tuple:
+    """The first batch of the training data of ``shards`` (no loader workers), or a
+    ``TimeoutError`` after 60 s: passes that never fill a batch would repeat forever."""
+    _, _, preprocess = open_clip.create_model_and_transforms(MODEL)
+    data = WebDatasetTraining().get_wds_dataset(
+        data_args(shards, **overrides),
+        preprocess,
+        is_train=True,
+        tokenizer=open_clip.get_tokenizer(MODEL),
+    )
+
+    def give_up(signum: int, frame: object) -> None:
+        raise TimeoutError("no batch after 60 s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(60)
+    try:
+        return next(iter(data.dataloader))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_data_with_fewer_usable_samples_than_one_batch_stops_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=3)
+    # before: every pass read 3 samples and dropped them as a partial batch, forever
+    with pytest.raises(
+        RuntimeError,
+        match=r"only 3 usable training sample\(s\) in a whole pass over the run's 1 shard\(s\) "
+        r".*fewer than one batch of --batch-size 8.*lower --batch-size to at most 3",
+    ):
+        first_batch(pattern, batch_size=8, train_num_samples=4)
+
+
+def test_a_share_of_the_shards_smaller_than_one_batch_reads_all_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
+    monkeypatch.setenv("RANK", "0")  # rank 0 of 2 (webdataset's split_by_node reads these)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    images, texts = first_batch(pattern, batch_size=6, world_size=2)
+    assert len(images) == len(texts) == 6
+    assert "4 usable training sample(s), fewer than one batch of --batch-size 6," in caplog.text
+    assert "it reads all 2 shards of the run instead" in caplog.text
