@@ -7,9 +7,10 @@ rebuilt from the same public stages and building blocks (its shard shuffle, resa
 upsampling, filter, shuffle sizes and batch counts), with four differences:
 
 - broken data is skipped, counted per reason and reported after each epoch (``data_faults``);
-- the sample shuffle is seeded from ``--seed``, the rank, the loader worker and the epoch
-  (:class:`SeededShuffle`): open_clip_train's ``wds.shuffle(bufsize, initial)`` lets webdataset
-  seed it from the process id and the clock, so two runs with the same seed differ;
+- the sample shuffle is seeded from ``--seed``, the rank, the loader worker, the epoch and the
+  pass within it (:class:`SeededShuffle`): open_clip_train's ``wds.shuffle(bufsize, initial)``
+  lets webdataset seed it from the process id and the clock, so two runs with the same seed
+  differ;
 - shards are read by :func:`read_samples`, which drops webdataset 1.x's end-of-shard markers
   before open_clip_train's grouping (written for 0.2.x, it raises ``KeyError: 'fname'`` on them);
 - passes repeat also after an empty one (:class:`RepeatedPipeline`), as under webdataset 0.2.x.
@@ -47,19 +48,24 @@ IMAGE_KEYS = "jpg;png;jpeg;webp"  # the image of a sample, as open_clip_train re
 
 class SeededShuffle(wds.PipelineStage):
     """``wds.shuffle(bufsize, initial)`` with a generator seeded per (seed, rank, loader worker,
-    epoch), read when the stage starts, as open_clip_train's shard shuffle reads the epoch."""
+    epoch, pass), read when the stage starts, as open_clip_train's shard shuffle reads the epoch.
+    The pass counts the passes over the data within the epoch (an epoch longer than the data
+    repeats them), so that each is shuffled anew, as upstream's unseeded shuffle is."""
 
     def __init__(
         self, bufsize: int, initial: int, seed: int, rank: int, epoch: SharedEpoch
     ) -> None:
         self.bufsize, self.initial = bufsize, initial
         self.seed, self.rank, self.epoch = seed, rank, epoch
+        self._epoch_pass = (-1, 0)  # the epoch and the pass of the last pass started here
 
     def run(self, src: Iterable[Any]) -> Iterator[Any]:
         worker = get_worker_info()
         worker_id = 0 if worker is None else worker.id
+        epoch, last_pass = self.epoch.get_value(), self._epoch_pass
+        self._epoch_pass = (epoch, last_pass[1] + 1 if last_pass[0] == epoch else 0)
         # a str seed is hashed with SHA-512: the same in every process, whatever PYTHONHASHSEED
-        rng = random.Random(f"{self.seed}/{self.rank}/{worker_id}/{self.epoch.get_value()}")
+        rng = random.Random(f"{self.seed}/{self.rank}/{worker_id}/{epoch}/{self._epoch_pass[1]}")
         return wds.shuffle(bufsize=self.bufsize, initial=self.initial, rng=rng)(src)
 
 

@@ -181,6 +181,23 @@ def test_sample_order_follows_the_seed_and_epoch(shards: str) -> None:
     assert sorted(one_pass(shards, epoch=1)[0]) == sorted(first)
 
 
+def test_each_pass_of_an_epoch_has_an_order_of_its_own(tmp_path: Path, transforms: tuple) -> None:
+    """An epoch longer than the data repeats passes over it; each is shuffled anew (as
+    upstream's unseeded shuffle is), and the whole epoch still follows the seed."""
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=6)
+    epochs = []
+    for _ in range(2):
+        args = data_args(pattern, train_num_samples=18, batch_size=2)
+        data = WebDatasetTraining().get_wds_dataset(
+            args, transforms[0], is_train=True, tokenizer=transforms[1]
+        )
+        epochs.append([image.sum().item() for images, _ in data.dataloader for image in images])
+    assert epochs[0] == epochs[1] and len(epochs[0]) == 18
+    passes = [epochs[0][start : start + 6] for start in (0, 6, 12)]
+    assert len({tuple(order) for order in passes}) == 3  # before: one order, three times
+    assert all(sorted(order) == sorted(passes[0]) for order in passes)
+
+
 def test_upstream_sample_shuffle_is_not_seeded(
     shards: str, transforms: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
