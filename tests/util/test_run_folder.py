@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
+from open_clip_sparo.util.errors import DiskFullError
 from open_clip_sparo.util.run_folder import (
     FAILURE_NAME,
     claim_run_folder,
@@ -66,6 +68,27 @@ def test_a_failed_run_with_a_checkpoint_is_kept(tmp_path: Path) -> None:
     assert not failed_without_checkpoint(tmp_path)
     with pytest.raises(ValueError, match=r"\(lr\)"):
         claim_run_folder(tmp_path, "settings.json", {"lr": 2}, **RULE)
+
+
+def test_a_failure_its_record_cannot_be_written_for_goes_on_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk (or read-only file system) that stopped the run also refuses its record: the
+    run's own error, with the path and space it names, is what the user sees."""
+    open_path = Path.open
+
+    def disk_full(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name.endswith(".partial"):  # every file the atomic writer starts
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return open_path(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", disk_full)
+    stopped = DiskFullError(f"no space left for {tmp_path / 'epoch_3.pt'}: it needs 1.2 GB")
+    with pytest.raises(DiskFullError) as error, recording_failure(tmp_path):
+        raise stopped
+    assert error.value is stopped  # before: an error about failed.txt, raised in its place
+    assert not (tmp_path / FAILURE_NAME).exists()
+    assert f"{tmp_path / FAILURE_NAME}" in caplog.text
 
 
 def test_set_aside_keeps_every_earlier_file(tmp_path: Path) -> None:

@@ -94,10 +94,15 @@ def claim_run_folder(
 
 
 def record_failure(folder: str | os.PathLike[str], error: BaseException) -> None:
-    """Record in the run ``folder`` (if it exists) the error that ended its run."""
+    """Record in the run ``folder`` (if it exists) the error that ended its run. A record that
+    cannot be written (the full disk or read-only file system that ended the run) is a warning,
+    so that ``error`` itself goes on to the user."""
     if Path(folder).is_dir():
         message = expected_message(error) or error
-        write_text(Path(folder) / FAILURE_NAME, f"{type(error).__name__}: {message}\n")
+        try:
+            write_text(Path(folder) / FAILURE_NAME, f"{type(error).__name__}: {message}\n")
+        except OSError as unwritten:
+            logging.warning(f"the run's failure is not recorded: {unwritten}")
 
 
 @contextmanager
