@@ -112,6 +112,14 @@ def epoch_batches(
     return worker_batches, num_batches, num_batches * global_batch_size
 
 
+def _one_number_per_source(factors: str, shards: str) -> bool:
+    """Whether the ``::``-joined ``factors`` are numbers, one per ``::``-joined source."""
+    try:
+        return len([float(factor) for factor in factors.split("::")]) == len(shards.split("::"))
+    except ValueError:
+        return False
+
+
 def training_data(
     args: Any,
     preprocess_img: Callable[[Any], Any],
@@ -127,6 +135,11 @@ def training_data(
     resampled = getattr(args, "dataset_resampled", False)
     all_shards = expand_urls(shards)[0]
     num_samples = args.train_num_samples
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(
+            f"--train-num-samples {num_samples}: an epoch reads at least 1 sample; give the "
+            "number of samples an epoch reads."
+        )
     if num_samples is None:
         num_samples = get_dataset_size(shards)[0]  # from a sizes.json or __len__ file
         if not num_samples:
@@ -134,10 +147,17 @@ def training_data(
                 f"cannot tell how many samples the shards of --train-data {shards} hold: pass "
                 "--train-num-samples or put a sizes.json beside them."
             )
-    if args.train_data_upsampling_factors is not None and not resampled:
+    factors = args.train_data_upsampling_factors
+    if factors is not None and not resampled:
         raise ValueError(
             "--train-data-upsampling-factors weights shards sampled with replacement: add "
             "--dataset-resampled."
+        )
+    if factors is not None and not _one_number_per_source(factors, shards):
+        sources = len(shards.split("::"))
+        raise ValueError(
+            f"--train-data-upsampling-factors {factors} must give one number per source of "
+            f"--train-data ({sources}, joined by '::'), e.g. {'::'.join(['1'] * sources)}."
         )
     total_workers = args.workers * args.world_size
     if not resampled and len(all_shards) < total_workers:
@@ -152,7 +172,7 @@ def training_data(
         shard_stages = [
             ResampledShards2(
                 shards,
-                weights=args.train_data_upsampling_factors,
+                weights=factors,
                 deterministic=True,
                 epoch=shared_epoch,
             )

@@ -118,8 +118,31 @@ def test_evaluation_data_is_upstream_s(shards: str, transforms: tuple) -> None:
         ({"train_num_samples": None}, "pass --train-num-samples or put a sizes.json beside"),
         ({"train_data_upsampling_factors": "1"}, "add --dataset-resampled"),
         ({"workers": 33, "world_size": 2}, "64 shard.s. for 33 loader worker.s. in each of 2"),
+        # before: an epoch that never ends (with_epoch(0) repeats passes without a limit)
+        ({"train_num_samples": 0}, "--train-num-samples 0: an epoch reads at least 1 sample"),
+        # before: open_clip_train's AssertionError, with its traceback
+        (
+            {"dataset_resampled": True, "train_data_upsampling_factors": "1::3"},
+            r"--train-data-upsampling-factors 1::3 must give one number per source of "
+            r"--train-data \(1, joined by '::'\)",
+        ),
+        (
+            {
+                "train_data": "a.tar::b.tar",
+                "dataset_resampled": True,
+                "train_data_upsampling_factors": "1::x",
+            },
+            r"must give one number per source of --train-data \(2, joined by '::'\), e.g. 1::1",
+        ),
     ],
-    ids=["no sample count", "weights without resampling", "fewer shards than workers"],
+    ids=[
+        "no sample count",
+        "weights without resampling",
+        "fewer shards than workers",
+        "no samples",
+        "weights for other sources",
+        "a weight that is no number",
+    ],
 )
 def test_bad_arguments_are_named_with_the_fix(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
