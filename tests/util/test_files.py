@@ -14,12 +14,15 @@ import open_clip
 import pytest
 import torch
 from checkpoint_utils import crafted_checkpoint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from open_clip_sparo.dino import load_checkpoint as dino_checkpoint
 from open_clip_sparo.io.init_from_clip import load_clip_state_dict
 from open_clip_sparo.io.loading import load_model
 from open_clip_sparo.util.errors import run_entry_point
 from open_clip_sparo.util.files import (
+    UnreadableFileError,
     atomic_save,
     is_torchscript_archive,
     load_torch_file,
@@ -94,6 +97,18 @@ READERS: dict[str, Callable[[Path], object]] = {
     "load_torch_file": load_torch_file,
     "read_state_dict": read_state_dict,
 }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prefix=st.sampled_from([b"", b"\x80\x02", b"\x80\x04", b"PK\x03\x04"]),  # pickle, zip
+    garbage=st.binary(min_size=1, max_size=200),
+)
+def test_any_garbage_is_one_unreadable_file_error(prefix: bytes, garbage: bytes) -> None:
+    """Whatever the bytes, the reader raises its one error (PyTorch's unpickler fails on garbage
+    with a dozen exception types: UnicodeDecodeError, struct.error, IndexError, ...)."""
+    with pytest.raises(UnreadableFileError, match=r"garbage\.pt"):
+        load_torch_file("garbage.pt", stream=io.BytesIO(prefix + garbage))
 
 
 @pytest.mark.parametrize("posing_as_torchscript", [False, True], ids=["torch.save", "posing"])

@@ -16,7 +16,9 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -262,11 +264,22 @@ def load_torch_file(
             )
         mmap = mmap and _is_torch_zip_file(path)  # the legacy format cannot be mapped
     try:
-        return torch.load(
-            path if stream is None else stream, map_location="cpu", weights_only=True, mmap=mmap
-        )
-    except (pickle.UnpicklingError, IndexError, KeyError, TypeError, AttributeError) as error:
-        # garbage fails the unpickler in several ways; the message of a refused pickle advises
+        with warnings.catch_warnings():  # garbage "declares" odd pickle protocols: not news
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(
+                path if stream is None else stream, map_location="cpu", weights_only=True, mmap=mmap
+            )
+    except (
+        pickle.UnpicklingError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ValueError,  # UnicodeDecodeError among them
+        OverflowError,
+        struct.error,
+    ) as error:
+        # garbage fails the unpickler in many ways; the message of a refused pickle advises
         # weights_only=False, i.e. running the file's code: never pass that on
         raise UnreadableFileError(
             f"{what} {path} is not a checkpoint of tensors (not a torch.save file, or it holds "
