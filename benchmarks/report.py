@@ -437,10 +437,10 @@ def _applications_section(run: dict[str, Any]) -> list[str]:
         f"{settings['max_slots']} slots as "
         "`sparo select` runs it. DINO k-NN: k = 20 over a memory bank of "
         f"{settings['feature_dim']}-d features, {settings['queries']:,} queries, "
-        f"{settings['classes']:,} classes. Each case runs in a fresh process that builds its "
-        "inputs, then times one call; peak MiB is what that call adds to its inputs, "
-        f"{settings['peak_measure']}; total GiB is both. Load: the 1-minute load average of "
-        "the machine as the call ended.",
+        f"{settings['classes']:,} classes. Each case builds its inputs, then times one call; "
+        f"peak MiB is what that call adds: {settings['peak_measure']}; total GiB is inputs and "
+        "peak. Load: the machine's 1-minute load average as the call ended (above its "
+        f"{run['machine']['usable_cores']} usable cores, processes were waiting for a core).",
         "",
         *_machine(run),
         *_table(header, rows),
