@@ -10,8 +10,12 @@ Synthetic features at the real shapes (the timing does not depend on their value
 - DINO's weighted k-NN (``dino.evaluation.knn.knn_scores``, k = 20) of a set of queries
   against a memory bank of up to 1.28M items (ImageNet's training set), 1,000 classes.
 
-Each case runs at the given numbers of items; peak memory is what the call allocates on top
-of its inputs (``benchmarks.common.peak_memory``), time is the wall clock of that same call.
+Each case runs at the given numbers of items (by default the real ones and their half and
+quarter), each in a fresh process that builds its inputs and then makes one timed call. Peak
+memory is what that call adds to the inputs: on CPU the peak resident memory above that before
+the call (``benchmarks.common.peak_resident``), on CUDA the peak allocated above it
+(``benchmarks.common.peak_memory``). The result file is rewritten after each case, so a
+stopped run keeps what it measured; the end of the run renders ``docs/performance.md``.
 
     python -m benchmarks.applications [--device cuda] [--threads 1] ...
 """
@@ -20,17 +24,19 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks import report
 from benchmarks.common import (
-    RESULTS_DIR,
+    in_fresh_process,
     parse_device,
     peak_memory,
+    peak_resident,
     result_path,
     run_header,
     write_result,
@@ -43,28 +49,37 @@ from open_clip_sparo.evaluation.slot_search import SearchTerm
 NUM_SLOTS, SLOT_DIM = 64, 64  # sparo-ViT-B-16's read-out
 IMAGENET_CLASSES = 1000
 CAPTIONS_PER_IMAGE = 5  # COCO
+CLASSIFICATION = "concept selection, zero-shot classification"
+RETRIEVAL = "concept selection, retrieval"
+KNN = "DINO k-NN"
+SELECTION_TASKS = {CLASSIFICATION: "zeroshot_classification", RETRIEVAL: "zeroshot_retrieval"}
+PEAK_MEASURES = {
+    "cpu": "the peak resident memory (VmHWM) above the resident memory before the call, in a "
+    "fresh process holding only the inputs",
+    "cuda": "torch.cuda.max_memory_allocated above the memory allocated before the call",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add("--selection-images", type=int, nargs="+", default=[5000, 10_000, 20_000])
-    add("--retrieval-images", type=int, nargs="+", default=[100, 200, 400])
+    add("--selection-images", type=int, nargs="+", default=[12_500, 25_000, 50_000])
+    add("--retrieval-images", type=int, nargs="+", default=[1250, 2500, 5000])
     add("--max-slots", type=int, default=NUM_SLOTS, help="forward search to this many slots")
     add("--memory-bank", type=int, nargs="+", default=[320_000, 640_000, 1_280_000])
     add("--queries", type=int, default=1000, help="k-NN queries")
     add("--feature-dim", type=int, default=384, help="k-NN feature size (ViT-S: 384)")
     add("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    add("--out", type=Path, default=RESULTS_DIR, help="results folder")
-    add("--overwrite", action="store_true")
+    report.add_output_args(parser)
     return parser.parse_args(argv)
 
 
 def measured(
     fn: Callable[[], Any], inputs: tuple[torch.Tensor, ...], device: torch.device
 ) -> dict[str, float]:
-    """Seconds, the bytes of the inputs, and peak bytes allocated above them, of one call."""
+    """Seconds, the bytes of the inputs, and the peak bytes one call adds to them (CPU: resident,
+    CUDA: allocated; :data:`PEAK_MEASURES`)."""
     seconds = []
 
     def timed() -> None:
@@ -72,7 +87,7 @@ def measured(
         fn()
         seconds.append(time.perf_counter() - start)
 
-    peak = peak_memory(timed, device)
+    peak = peak_memory(timed, device) if device.type == "cuda" else peak_resident(timed)
     held = sum(t.numel() * t.element_size() for t in inputs)
     return {
         "seconds": seconds[0],
@@ -119,33 +134,37 @@ def knn_case(
     return run, (train, labels, queries)
 
 
+def measure_case(case: str, items: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One case at ``items`` items, built and measured in this process (a fresh one); the load
+    averages (1, 5, 15 minutes) are read as its call ends."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if case == KNN:
+        run, inputs = knn_case(items, args)
+        work = {"queries": args.queries}
+    else:
+        run, inputs = selection_case(SELECTION_TASKS[case], items, args.device, args.max_slots)
+        work = {"candidates": sum(NUM_SLOTS - i for i in range(min(args.max_slots, NUM_SLOTS)))}
+    result = {"case": case, "items": items, **measured(run, inputs, args.device), **work}
+    return {**result, "load_average": list(os.getloadavg())}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.device = parse_device(args.device)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # as each case's process does
     path = result_path(args.out, "applications", args.device, args.overwrite)
-    results = []
     cases = [
-        ("concept selection, zero-shot classification", "zeroshot_classification", n)
-        for n in args.selection_images
-    ] + [("concept selection, retrieval", "zeroshot_retrieval", n) for n in args.retrieval_images]
-    for case, task, images in cases:
-        run, inputs = selection_case(task, images, args.device, args.max_slots)
-        result = {"case": case, "items": images, **measured(run, inputs, args.device)}
-        result["candidates"] = sum(NUM_SLOTS - i for i in range(min(args.max_slots, NUM_SLOTS)))
-        results.append(result)
-        print(f"{case}, {images} images: {result['seconds']:.1f} s, {result['peak_bytes']:,} B")
-    for bank in args.memory_bank:
-        run, inputs = knn_case(bank, args)
-        result = {"case": "DINO k-NN", "items": bank, **measured(run, inputs, args.device)}
-        result["queries"] = args.queries
-        results.append(result)
-        print(f"k-NN, {bank} items: {result['seconds']:.1f} s, {result['peak_bytes']:,} B")
+        *((CLASSIFICATION, n) for n in args.selection_images),
+        *((KNN, n) for n in args.memory_bank),
+        *((RETRIEVAL, n) for n in args.retrieval_images),  # the longest last
+    ]
     settings = {
         "repeats": 1,
         "warmup": 0,
         "step": "one forward search / one k-NN scoring of all queries",
+        "peak_measure": PEAK_MEASURES[args.device.type],
         "num_slots": NUM_SLOTS,
         "slot_dim": SLOT_DIM,
         "classes": IMAGENET_CLASSES,
@@ -154,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         "queries": args.queries,
         "feature_dim": args.feature_dim,
     }
-    header = run_header("applications", argv, args.device, settings)
-    write_result(path, {**header, "results": results})
-    return 0
+    results = []
+    for case, items in cases:
+        result = in_fresh_process(measure_case, case, items, args)
+        results.append(result)
+        print(f"{case}, {items:,} items: {result['seconds']:.1f} s, {result['peak_bytes']:,} B")
+        header = run_header("applications", argv, args.device, settings)
+        write_result(path, {**header, "results": results})
+    return report.main(["--results", str(args.out), "--docs", str(args.docs)])
 
 
 if __name__ == "__main__":

@@ -3,16 +3,22 @@
 Every benchmark compares two callables doing the same job (SPARO and its baseline) in one run and
 reports ratios, so machine speed and background load cancel as far as they can.
 
-Peak memory is the peak of bytes held by tensors allocated while the measured callable runs,
-above what was allocated when it started:
+Peak memory is what the measured callable adds, at its peak, to what was held when it started:
 
-- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
-- CPU: PyTorch keeps no peak statistics for its CPU allocator, so the allocation and free events
-  that the PyTorch profiler records with ``profile_memory=True`` are replayed in order and their
-  running sum is maximised. This counts exactly the tensor storage PyTorch allocates, as
-  ``max_memory_allocated`` does on CUDA, and is deterministic. Process RSS is not used: freed
-  memory stays resident or not depending on the C allocator's thresholds, so RSS growth depends
-  on what ran before (and ``tracemalloc`` does not see PyTorch's allocations at all).
+- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``
+  (:func:`peak_memory`).
+- CPU, a step of seconds (:func:`peak_memory`): PyTorch keeps no peak statistics for its CPU
+  allocator, so the allocation and free events that the PyTorch profiler records with
+  ``profile_memory=True`` are replayed in order and their running sum is maximised. This counts
+  exactly the tensor storage PyTorch allocates, as ``max_memory_allocated`` does on CUDA, and is
+  deterministic, as the SPARO / baseline memory ratios of steps of tens of MiB need. The
+  profiler keeps a record of every operator call, so its own memory grows with the call.
+- CPU, a call of minutes (:func:`peak_resident`, the applications): the peak resident memory
+  (Linux ``VmHWM``, reset just before the call) above the resident memory when the call starts,
+  in a fresh process (:func:`in_fresh_process`) that holds nothing but the call's inputs, so no
+  memory freed by earlier work is resident to be reused unseen. It costs nothing while the call
+  runs, and counts what the call makes resident: tensors, kernel workspaces and the C
+  allocator's slack. ``tracemalloc`` does not see PyTorch's allocations at all.
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ import argparse
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import open_clip
 import torch
@@ -37,6 +45,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+Result = TypeVar("Result")
 PRECISIONS = ("fp32", "bf16")
 aten = torch.ops.aten
 
@@ -269,6 +278,30 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
         live += record.nbytes()
         peak = max(peak, live)
     return peak
+
+
+def peak_resident(fn: Callable[[], Any]) -> int:
+    """Peak resident bytes (RSS) one call adds to this process (Linux); run it in a fresh
+    process (:func:`in_fresh_process`), where no freed memory is left resident to reuse."""
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from VmRSS
+    start = _status_bytes("VmRSS")
+    fn()
+    return _status_bytes("VmHWM") - start
+
+
+def _status_bytes(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (given there in KiB), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"/proc/self/status has no {field}: peak resident memory needs Linux.")
+
+
+def in_fresh_process(function: Callable[..., Result], *args: Any) -> Result:
+    """``function(*args)`` run in a new Python process (spawned: it inherits no memory from this
+    one); ``function`` must be importable, and it and ``args`` picklable."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
 
 def _cpu_memory_records(profiler: profile) -> list[Any]:

@@ -413,9 +413,20 @@ def _applications_section(run: dict[str, Any]) -> list[str]:
                 _mib(r["input_bytes"]),
                 _mib(r["peak_bytes"]),
                 f"{r['total_gib']:.2f}",
+                f"{r['load_average'][0]:.2f}",
             ]
         )
-    header = ["case", "items", "work", "time", "growth", "inputs MiB", "peak MiB", "total GiB"]
+    header = [
+        "case",
+        "items",
+        "work",
+        "time",
+        "growth",
+        "inputs MiB",
+        "peak MiB",
+        "total GiB",
+        "load",
+    ]
     return [
         "## Applications at real shapes",
         "",
@@ -427,8 +438,10 @@ def _applications_section(run: dict[str, Any]) -> list[str]:
         f"{settings['max_slots']} slots as "
         "`sparo select` runs it. DINO k-NN: k = 20 over a memory bank of "
         f"{settings['feature_dim']}-d features, {settings['queries']:,} queries, "
-        f"{settings['classes']:,} classes. Peak MiB is what the call allocates on top of its "
-        "inputs; total GiB is both.",
+        f"{settings['classes']:,} classes. Each case builds its inputs, then times one call; "
+        f"peak MiB is what that call adds: {settings['peak_measure']}; total GiB is inputs and "
+        "peak. Load: the machine's 1-minute load average as the call ended (above its "
+        f"{run['machine']['usable_cores']} usable cores, processes were waiting for a core).",
         "",
         *_machine(run),
         *_table(header, rows),
@@ -527,10 +540,15 @@ METHOD = """## How the figures are measured
   attention). Its registry lacks the CPU attention kernel that `F.scaled_dot_product_attention`
   runs on CPU; `benchmarks/common.py` adds it with torch's own attention formulas.
 - Peak memory on CUDA: `torch.cuda.max_memory_allocated`. On CPU, PyTorch keeps no allocator
-  statistics, so the allocation and free records of the PyTorch profiler (`profile_memory=True`)
-  are replayed in order; this counts the tensor storage PyTorch allocates, as on CUDA, and
-  repeats exactly from run to run. Process RSS is not used: whether freed memory stays
-  resident depends on the C allocator's thresholds and on what ran before.
+  statistics. For the steps compared as ratios (read-out, training step), the allocation and
+  free records of the PyTorch profiler (`profile_memory=True`) are replayed in order; this
+  counts the tensor storage PyTorch allocates, as on CUDA, and repeats exactly from run to run.
+  The profiler keeps a record of every operator call, which grows with a call of minutes, so
+  the applications are measured instead by the process's peak resident memory (Linux
+  `VmHWM`, reset just before the call) above its resident memory when the call starts, each
+  case in a fresh process that holds only its inputs (no memory freed by earlier work is left
+  resident for the call to reuse unseen); this counts all that the call makes resident, the
+  C allocator's slack included.
 - Lists of every raw time, FLOP count and byte count, the settings and the machine are in the
   result files.
 - Other devices: `make bench BENCH_ARGS="--device cuda"` measures the same figures on a GPU
@@ -584,6 +602,17 @@ def print_checks(checks: list[Check]) -> None:
         print(f"{c.status:12} {c.target.label}{measured} (target {c.target.bound})")
 
 
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--docs`` and ``--overwrite``: where a benchmark run writes its results."""
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument("--docs", type=Path, default=DOCS_PATH, help="page to (re)write")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard earlier result files instead of keeping them in history/",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
@@ -602,14 +631,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def add_output_args(parser: argparse.ArgumentParser) -> None:
-    """``--out``, ``--docs`` and ``--overwrite``: where a benchmark run writes its results."""
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
-    parser.add_argument("--docs", type=Path, default=DOCS_PATH, help="page to (re)write")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="discard earlier result files instead of keeping them in history/",
-    )
