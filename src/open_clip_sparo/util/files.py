@@ -264,8 +264,9 @@ def load_torch_file(
             )
         mmap = mmap and _is_torch_zip_file(path)  # the legacy format cannot be mapped
     try:
-        with warnings.catch_warnings():  # garbage "declares" odd pickle protocols: not news
-            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+        with warnings.catch_warnings():  # both cases end in this reader's own error below
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # garbage
+            warnings.filterwarnings("ignore", ".*looks like a TorchScript archive", UserWarning)
             return torch.load(
                 path if stream is None else stream, map_location="cpu", weights_only=True, mmap=mmap
             )
