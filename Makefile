@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml src/open_clip_sparo_autoload.pth
 test: install
 	$(BIN)/python -m pytest -n 2 tests
 
-# without the end-to-end runs (demos, multi-process training, benchmark runs): under 2 minutes
+# without the end-to-end runs (demos, multi-process training, benchmark runs): about 2.5 minutes
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
