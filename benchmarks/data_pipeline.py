@@ -5,9 +5,10 @@ Both are built from the same run's arguments: the project's by ``training.data``
 shuffle, passes repeated), upstream's by ``open_clip_train.data.get_wds_dataset``. Each reads one
 epoch of the same synthetic shards (photo-sized JPEGs, OpenCLIP's 224 px training transform, the
 same loader workers); the two alternate, and the ratio of samples/s (project / upstream) is the
-median of the per-round ratios.
+median of the per-round ratios. An epoch of 2,048 samples takes several seconds, so that the
+loader workers' start-up and the machine's noise weigh little in each round.
 
-    python -m benchmarks.data_pipeline [--samples 512] [--workers 2] [--rounds 5]
+    python -m benchmarks.data_pipeline [--samples 2048] [--workers 2] [--rounds 11]
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ PIPELINES: dict[str, Callable[..., DataInfo]] = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=512, help="samples in the shards")
-    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=2048, help="samples in the shards")
+    parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="loader workers")
-    parser.add_argument("--rounds", type=int, default=5, help="epochs of each pipeline")
+    parser.add_argument("--rounds", type=int, default=11, help="epochs of each pipeline")
     parser.add_argument("--image-size", type=int, nargs=2, default=PHOTO_SIZE, metavar=("W", "H"))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     parser.add_argument("--overwrite", action="store_true")
