@@ -63,12 +63,16 @@ def register() -> None:
 
 
 def read_weights(
-    checkpoint_path: str, device: Any = "cpu", weights_only: bool = True
+    checkpoint_path: str,
+    device: Any = "cpu",
+    weights_only: bool = True,
+    *,
+    what: str = "the checkpoint",
 ) -> dict[str, Any]:
     """Replaces OpenCLIP's ``load_state_dict`` (same arguments): the package's checkpoint reader,
     tensors only whatever ``weights_only`` says (OpenCLIP retries some failures without it), with
-    one-line errors naming the file."""
-    state_dict = read_state_dict(checkpoint_path, "the checkpoint", "give a model's weights.")
+    one-line errors naming the file as ``what``."""
+    state_dict = read_state_dict(checkpoint_path, what, "give a model's weights.")
     state_dict = without_scripted_buffers(state_dict)  # --torchscript checkpoints, every family
     return {key: tensor.to(device) for key, tensor in state_dict.items()}
 

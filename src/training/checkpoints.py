@@ -20,7 +20,8 @@ from typing import Any
 import fsspec
 from open_clip_train.main import get_latest_checkpoint, natural_key
 
-from open_clip_sparo.util.files import load_torch_file, read_state_dict
+from open_clip_sparo.registry import read_weights
+from open_clip_sparo.util.files import load_torch_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # how torch.save's (zip) checkpoints begin
 _TRAIN_KEYS = {"epoch", "state_dict", "optimizer"}  # what open_clip_train's resume reads
@@ -73,7 +74,6 @@ def read_resume_checkpoint(file_path: str, map_location: Any = None) -> Any:
 
 
 def read_pretrained(checkpoint_path: str, device: Any = "cpu", weights_only: bool = True) -> Any:
-    """Replaces OpenCLIP's ``load_state_dict`` of a ``--pretrained`` file: the package's reader
-    (tensors only, whatever ``weights_only`` says), with an error naming the file and the
-    problem for an empty, cut-short, corrupt or foreign file."""
-    return read_state_dict(checkpoint_path, "--pretrained checkpoint", "give a model's weights.")
+    """OpenCLIP's ``load_state_dict`` during a run: the package's (``registry.read_weights``),
+    its errors naming the file as the ``--pretrained`` checkpoint."""
+    return read_weights(checkpoint_path, device, weights_only, what="--pretrained checkpoint")
