@@ -251,6 +251,15 @@ def sparo_on_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         yield env
 
 
+def run_ok(argv: list[str], folder: Path, env: dict[str, str], what: str) -> None:
+    """Run ``argv`` in ``folder``; a failure shows ``what`` ran and the end of its output."""
+    result = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{what}\nfailed ({result.returncode}); --- output:\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+
+
 @pytest.mark.slow  # each block runs its commands, seconds to a minute each
 @pytest.mark.parametrize("block", RUN, ids=[b.name for b in RUN])
 def test_doc_block_runs(
@@ -258,18 +267,8 @@ def test_doc_block_runs(
 ) -> None:
     folder = linked_stand_ins(stand_ins, tmp_path)
     script = standing_in(block.text)
-    result = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", script],
-        cwd=folder,
-        env={**block_env(tmp_path / "home"), **sparo_on_path},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, (
-        f"{block.name} failed ({result.returncode}):\n{script}\n--- output:\n"
-        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    )
+    env = {**block_env(tmp_path / "home"), **sparo_on_path}
+    run_ok(["bash", "-e", "-o", "pipefail", "-c", script], folder, env, f"{block.name}\n{script}")
 
 
 # runs a doc's python blocks (a JSON list of [file name, first line, text]) in one namespace,
@@ -288,15 +287,5 @@ def test_doc_python_blocks_run(doc: str, stand_ins: Path, tmp_path: Path) -> Non
     folder = linked_stand_ins(stand_ins, tmp_path)
     blocks = [(doc, b.line, standing_in(b.text)) for b in PYTHON_RUN[doc]]
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    result = subprocess.run(
-        [sys.executable, "-c", SESSION, str(tmp_path / "blocks.json")],
-        cwd=folder,
-        env={**block_env(tmp_path / "home"), "HF_HUB_CACHE": str(folder / "hub")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, (
-        f"{doc}'s python blocks failed ({result.returncode}):\n--- output:\n"
-        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    )
+    env = {**block_env(tmp_path / "home"), "HF_HUB_CACHE": str(folder / "hub")}
+    run_ok([sys.executable, "-c", SESSION, str(tmp_path / "blocks.json")], folder, env, doc)
