@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from open_clip_sparo import SparoCLIP
 from open_clip_sparo.fork.config import from_fork_config
 
-# tiny towers in the fork's terms (those of sparo-ViT-Ti-8-64)
+# tiny towers in the fork's terms
 FORK_BASE: dict[str, Any] = {
     "embed_dim": 64,
     "use_sparo": True,

@@ -13,6 +13,7 @@ import torch
 PLAIN_CLIP_KEYS = ("text_projection", "visual.proj")
 
 READOUT_PREFIXES = ("visual.sparo.", "text_sparo.")
+NO_READOUT = "no SPARO read-out"
 
 # buffers a scripted model's state holds though no model saves them: TorchScript's state_dict()
 # keeps non-persistent buffers, and OpenCLIP's CLIP keeps its causal mask as one
@@ -125,9 +126,10 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
         trained = f"Its tensors are those of {' or '.join(names)}: load it with {model_arg}"
     else:
         trained = "Build the model it was trained with (its run's model config"
+        sizes = readout_sizes(state_dict)  # none in another layout, e.g. the authors' fork's
         trained += (
-            f"; read-outs: checkpoint {readout_sizes(state_dict)}, model {readout_sizes(own)})"
-            if has_readout and model_has_readout
+            f"; read-outs: checkpoint {sizes}, model {readout_sizes(own)})"
+            if model_has_readout and sizes != NO_READOUT
             else ")"
         )
     raise ValueError(
@@ -196,4 +198,4 @@ def readout_sizes(state_dict: Mapping[str, torch.Tensor]) -> str:
             sizes.update(num_slots=queries.shape[0], attn_dim=queries.shape[1])
             sizes["num_heads"] = key.shape[0] // queries.shape[1]
         parts.append(prefix.rstrip(".") + " " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
-    return "; ".join(parts) or "no SPARO read-out"
+    return "; ".join(parts) or NO_READOUT

@@ -1,5 +1,6 @@
 import logging
 
+import open_clip
 import pytest
 import torch
 from fork_utils import (
@@ -105,3 +106,13 @@ def test_a_non_finite_checkpoint_is_named_before_any_option_check(value):
         "visual.sparo.v.weight: it was saved by a run that diverged"
     )
     assert "share_kv" not in str(error.value)
+
+
+def test_a_checkpoint_of_other_tower_sizes_is_told_without_guessing_its_read_out(tmp_path):
+    """Its tensors are in the fork's layout, not missing: the size error lists the mismatches
+    and does not say the checkpoint has no read-out."""
+    path = save_fork_training_checkpoint(to_fork_layout(build(fork_config())), tmp_path / "e.pt")
+    with pytest.raises(ValueError, match="other sizes than this model") as error:
+        open_clip.create_model("sparo-ViT-Ti-8-64", pretrained=str(path))
+    assert "visual.conv1.weight (64,3,8,8) vs (128,3,8,8)" in str(error.value)
+    assert "no SPARO read-out" not in str(error.value)
