@@ -167,7 +167,10 @@ def training_data(
             f"own: lower --workers, or split the data into at least {total_workers} shards."
         )
     shared_epoch = SharedEpoch(epoch=epoch)  # read by the loader workers at each pass
-    skipped.start_run(args.rank, all_shards, args.batch_size)
+    sample_shuffle_size = open_clip_train.data._SAMPLE_SHUFFLE_SIZE
+    skipped.start_run(
+        args.rank, all_shards, args.batch_size, sample_shuffle_size if resampled else None
+    )
     if resampled:
         shard_stages = [
             ResampledShards2(
@@ -196,8 +199,9 @@ def training_data(
         *shard_stages,
         skipped.pass_shards,
         functools.partial(read_samples, handler=skipped.shard_failed),
+        skipped.samples_read,
         SeededShuffle(
-            bufsize=open_clip_train.data._SAMPLE_SHUFFLE_SIZE,
+            bufsize=sample_shuffle_size,
             initial=open_clip_train.data._SAMPLE_SHUFFLE_INITIAL,
             seed=args.seed,
             rank=args.rank,
@@ -205,6 +209,7 @@ def training_data(
         ),
         wds.select(skipped.has_caption_and_image),
         wds.decode("pilrgb", handler=skipped.decode_failed),
+        skipped.samples_usable,
         wds.rename(image=IMAGE_KEYS, text="txt"),
         wds.map_dict(image=preprocess_img, text=lambda text: tokenizer(text)[0]),
         wds.to_tuple("image", "text"),

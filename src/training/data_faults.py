@@ -6,7 +6,9 @@ sample that does not decode only logs the exception. The stages and handlers of
 :class:`SkippedSamples`, which the training pipeline (``training.data``) is built from, log every
 skip with the sample's key, shard and loader worker, and count it per reason in shared memory, so
 that the counts of the DataLoader worker processes reach the main process;
-:meth:`SkippedSamples.report_epoch` logs them after each epoch, summed over ranks.
+:meth:`SkippedSamples.report_epoch` logs them after each epoch, summed over ranks. Data that
+cannot give the run a batch stops it with an :class:`UnusableDataError` saying what to change,
+where the run would otherwise wait forever.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ from typing import Any
 from open_clip_train.data import filter_no_caption_or_no_image
 from open_clip_train.distributed import all_gather_object, is_master
 
+from open_clip_sparo.util.errors import UnusableDataError
 from open_clip_sparo.util.skipped import SkipCounter, describe_sample, this_process
 
 REASONS = ("no caption", "no image", "does not decode", "unreadable shard")
+# a resampled run reads one endless pass: it stops after this many unusable samples in a row
+# (past the shuffle buffer), or after this many shards in a row (at least) gave no sample
+UNUSABLE_IN_A_ROW = 1_000
+SHARDS_WITHOUT_SAMPLE = 100
 
 
 class SkippedSamples(SkipCounter):
@@ -43,11 +50,25 @@ class SkippedSamples(SkipCounter):
         # yielded no batch)
         self._all_shards: list[str] = []
         self._all_passes = False
+        # a resampled run's endless pass: its sample shuffle buffer (None: passes end), samples
+        # read since the last usable one, shards opened since the last sample read
+        self._endless_buffer: int | None = None
+        self._read_since_usable = 0
+        self._shards_since_sample = 0
 
-    def start_run(self, rank: int, all_shards: Iterable[str], batch_size: int) -> None:
+    def start_run(
+        self,
+        rank: int,
+        all_shards: Iterable[str],
+        batch_size: int,
+        resampled_shuffle_size: int | None = None,
+    ) -> None:
         """The pipeline of rank ``rank`` counts here; ``all_shards`` are the run's shards, all
-        ranks' and workers'; it batches ``batch_size`` samples, dropping a partial batch."""
+        ranks' and workers'; it batches ``batch_size`` samples, dropping a partial batch. In a
+        resampled run (one pass that never ends), ``resampled_shuffle_size`` is the size of the
+        sample shuffle buffer between :meth:`samples_read` and :meth:`has_caption_and_image`."""
         self.rank, self._all_shards, self._batch_size = rank, list(all_shards), batch_size
+        self._endless_buffer = resampled_shuffle_size
 
     def pass_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage before the shard reader: the shards of one pass, each noted as it is
@@ -59,7 +80,7 @@ class SkippedSamples(SkipCounter):
         pass that delivered fewer samples than one batch (and so no batch) would repeat forever.
         After such a pass over its own share, a worker reads all the run's shards instead (with a
         warning); when a pass over all of them yields no batch either, the run cannot train and
-        this raises a ``RuntimeError`` saying what to change.
+        this raises an ``UnusableDataError`` saying what to change.
         """
         delivered = self._delivered
         if self._pass_shards is not None and delivered < self._batch_size:
@@ -69,16 +90,12 @@ class SkippedSamples(SkipCounter):
                     f"({_first(self._pass_shards)}; read by rank {self.rank}{this_process()})"
                 )
                 if delivered:
-                    raise RuntimeError(
+                    raise UnusableDataError(
                         f"only {delivered} usable training sample(s) {where}, fewer than one "
                         f"batch of --batch-size {self._batch_size} (training drops a partial "
                         f"batch): lower --batch-size to at most {delivered}, or add data."
                     )
-                raise RuntimeError(
-                    f"not one usable training sample {where}; the warnings above say why each "
-                    "sample was skipped. Samples need a 'txt' caption and a 'jpg', 'png', 'jpeg' "
-                    "or 'webp' image; check --train-data."
-                )
+                raise UnusableDataError(f"not one usable training sample {where}; {_SAMPLES_NEED}")
             usable = (
                 f"{delivered} usable training sample(s), fewer than one batch of --batch-size "
                 f"{self._batch_size},"
@@ -96,21 +113,40 @@ class SkippedSamples(SkipCounter):
         self._pass_shards, self._delivered = [], 0
         return self._track(shards)
 
+    def samples_read(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage after the shard reader: in a resampled run, stops it with an
+        ``UnusableDataError`` after :data:`UNUSABLE_IN_A_ROW` samples in a row (past the shuffle
+        buffer) without a usable one."""
+        for sample in samples:
+            self._shards_since_sample = 0
+            self._read_since_usable += 1
+            if (
+                self._endless_buffer is not None
+                and self._read_since_usable > self._endless_buffer + UNUSABLE_IN_A_ROW
+            ):
+                raise UnusableDataError(
+                    f"not one usable training sample in {UNUSABLE_IN_A_ROW:,} in a row, drawn "
+                    f"with --dataset-resampled by rank {self.rank}{this_process()} (the last from "
+                    f"{sample.get('__url__')}); {_SAMPLES_NEED}"
+                )
+            yield sample
+
     def has_caption_and_image(self, sample: dict[str, Any]) -> bool:
         """open_clip_train's ``filter_no_caption_or_no_image``, counting what it drops (the
         predicate of the pipeline's ``wds.select``)."""
         if filter_no_caption_or_no_image(sample):
             # the decode stage pulls samples one at a time through this filter
             self.note_sample(sample)
-            self._delivered += 1
             return True
         self.skip("no caption" if "txt" not in sample else "no image", describe_sample(sample))
         return False
 
-    def decode_failed(self, error: Exception) -> bool:
-        """Exception handler of the decode stage: the sample was not delivered after all."""
-        self._delivered -= 1
-        return super().decode_failed(error)
+    def samples_usable(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage after the decoder: counts the samples the batches are made of."""
+        for sample in samples:
+            self._delivered += 1
+            self._read_since_usable = 0
+            yield sample
 
     def report_epoch(self, epoch: int, args: Any) -> None:
         """Log the skips of ``epoch`` summed over ranks (every rank calls this), if any."""
@@ -122,9 +158,25 @@ class SkippedSamples(SkipCounter):
 
     def _track(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for shard in shards:
+            self._shards_since_sample += 1
+            if self._endless_buffer is not None and self._shards_since_sample > max(
+                SHARDS_WITHOUT_SAMPLE, 10 * len(self._all_shards)
+            ):
+                raise UnusableDataError(
+                    f"not one sample in {self._shards_since_sample - 1:,} shards in a row, drawn "
+                    f"with --dataset-resampled by rank {self.rank}{this_process()} (the last "
+                    f"{self._shard}); the warnings above say why each could not be read; check "
+                    "--train-data."
+                )
             self.start_shard(shard["url"])
             self._pass_shards.append(shard["url"])
             yield shard
+
+
+_SAMPLES_NEED = (
+    "the warnings above say why each sample was skipped. Samples need a 'txt' caption and a "
+    "'jpg', 'png', 'jpeg' or 'webp' image; check --train-data."
+)
 
 
 def _first(shards: list[str], count: int = 3) -> str:

@@ -103,18 +103,18 @@ def _run(argv: list[str]) -> int:
     try:
         with pinned_stack_fixes(), SparoRun(options).hooks():
             status = open_clip_train.main.main(train_argv)
-    except RuntimeError as error:
-        if not str(error).startswith("Error(s) in loading state_dict"):
-            raise
-        # open_clip_train's --resume loads the checkpoint's state dict into the model
-        detail = "; ".join(str(error).splitlines()[:3])
-        error = SparoRunError(
-            f"the --resume checkpoint does not fit the model: {detail}; resume with the run's "
-            "own --model and --model-kwargs, or give a checkpoint of this model."
-        )
-        _log_to_file(error)
-        raise error from None
     except Exception as error:
+        if isinstance(error, RuntimeError) and str(error).startswith(
+            "Error(s) in loading state_dict"
+        ):
+            # open_clip_train's --resume loads the checkpoint's state dict into the model
+            detail = "; ".join(str(error).splitlines()[:3])
+            error = SparoRunError(
+                f"the --resume checkpoint does not fit the model: {detail}; resume with the "
+                "run's own --model and --model-kwargs, or give a checkpoint of this model."
+            )
+            _log_to_file(error)
+            raise error from None
         _log_to_file(error)
         raise
     return 0 if status is None else status

@@ -8,6 +8,7 @@ from dino_utils import CLASSES
 
 from open_clip_sparo.dino.augment import MultiCrop, eval_transform
 from open_clip_sparo.dino.data import labelled_dataset, shard_urls, train_data
+from open_clip_sparo.util.errors import UnusableDataError
 
 
 def _crops() -> MultiCrop:
@@ -108,7 +109,9 @@ def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path):
     for shard in tmp_path.glob("*.tar"):
         shard.write_bytes(b"not a tar file" * 10)
     data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=8)
-    with pytest.raises(ValueError, match="not one usable training image in any of the 2 shards"):
+    with pytest.raises(
+        UnusableDataError, match="not one usable training image in any of the 2 shards"
+    ):
         list(data.batches(0))  # instead of resampling unreadable shards forever
 
 

@@ -21,6 +21,7 @@ from training_utils import (
     train_args,
 )
 
+from open_clip_sparo.util.errors import UnusableDataError
 from training.data import WebDatasetTraining
 from training.data_faults import REASONS
 
@@ -70,16 +71,68 @@ def test_training_on_broken_data_completes_and_logs_the_counts(
         assert warned == counts
 
 
-def test_data_without_a_usable_sample_stops_the_run_with_the_fix(tmp_path: Path) -> None:
-    pattern = write_caption_shards(tmp_path / "shards", num_shards=2, samples_per_shard=8)
-    for shard in (tmp_path / "shards").glob("*.tar"):  # captions under another extension
+def captionless_shards(directory: Path) -> str:
+    """Two shards of 8 samples with their captions under another extension: none usable."""
+    pattern = write_caption_shards(directory, num_shards=2, samples_per_shard=8)
+    for shard in directory.glob("*.tar"):
         rewrite_members(shard, lambda name, content: (name.replace(".txt", ".caption"), content))
-    argv = train_args(pattern, tmp_path, "unusable", samples=16)
+    return pattern
+
+
+def test_data_without_a_usable_sample_stops_the_run_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = train_args(captionless_shards(tmp_path / "shards"), tmp_path, "unusable", samples=16)
     # webdataset 0.2.x and 1.x alike (training.data.RepeatedPipeline repeats an empty pass)
-    with pytest.raises(RuntimeError, match="not one usable training sample in a whole pass"):
-        run_in_process(argv)  # instead of looping over the shards forever
+    assert run_in_process(argv) == 1  # instead of looping over the shards forever
+    # one line, though it was raised in the loader worker (before: the worker's traceback)
+    message = "training.main: error: not one usable training sample in a whole pass"
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
     log = (tmp_path / "unusable" / "out.log").read_text()
     assert log.count("Skipped training data (no caption) in rank 0 loader worker 0") == 16
+    assert message in log and "Traceback" not in log
+
+
+def test_resampled_data_without_a_usable_sample_stops_after_a_thousand_in_a_row(
+    tmp_path: Path,
+) -> None:
+    """A resampled run reads one pass that never ends: it stops, past the shuffle buffer."""
+    with pytest.raises(UnusableDataError) as error:
+        first_batch(captionless_shards(tmp_path), dataset_resampled=True)
+    assert re.fullmatch(
+        r"not one usable training sample in 1,000 in a row, drawn with --dataset-resampled by "
+        r"rank 0 main process \(the last from .*\.tar\); the warnings above say why each sample "
+        r"was skipped\. .*; check --train-data\.",
+        str(error.value),
+    )
+
+
+def test_resampled_shards_that_give_no_sample_stop_the_run(tmp_path: Path) -> None:
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
+    for shard in tmp_path.glob("*.tar"):
+        shard.write_bytes(b"not a tar file" * 100)
+    with pytest.raises(
+        UnusableDataError,
+        match=r"not one sample in 100 shards in a row, drawn with --dataset-resampled by rank 0 "
+        r"main process \(the last .*\.tar\); the warnings above say why",
+    ):
+        first_batch(pattern, dataset_resampled=True)
+
+
+def test_resampled_data_with_rare_usable_samples_trains(tmp_path: Path) -> None:
+    """One usable sample in 16: a batch of 400 reads ~7,400 samples, past where the run would
+    stop if the count of unusable samples in a row did not restart at each usable one."""
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
+    for shard in tmp_path.glob("*.tar"):
+        rewrite_members(
+            shard,
+            lambda name, content: (
+                name if name.startswith("00000000.") else name + "-not",
+                content,
+            ),
+        )
+    images, texts = first_batch(pattern, dataset_resampled=True, batch_size=400)
+    assert images.shape[0] == texts.shape[0] == 400
 
 
 def test_one_unreadable_shard_among_two_workers_shards_is_skipped(tmp_path: Path) -> None:
@@ -135,7 +188,7 @@ def test_data_with_fewer_usable_samples_than_one_batch_stops_with_the_fix(
     pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=3)
     # before: every pass read 3 samples and dropped them as a partial batch, forever
     with pytest.raises(
-        RuntimeError,
+        UnusableDataError,
         match=r"only 3 usable training sample\(s\) in a whole pass over the run's 1 shard\(s\) "
         r".*fewer than one batch of --batch-size 8.*lower --batch-size to at most 3",
     ):

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from fork_utils import fork_config
 
 from open_clip_sparo import cli
-from open_clip_sparo.util.errors import expected_message, run_entry_point
+from open_clip_sparo.util.errors import UnusableDataError, expected_message, run_entry_point
 from open_clip_sparo.util.files import write_json
 
 
@@ -112,3 +113,20 @@ def test_an_expected_failure_has_one_message_for_every_place_it_is_reported() ->
     )
     assert expected_message(OSError(errno.EIO, "Input/output error", "/logs/run")) is None
     assert expected_message(RuntimeError("a bug")) is None
+
+
+class _Refuses(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        raise UnusableDataError("not one usable training sample; check --train-data.")
+
+
+def test_an_expected_failure_in_a_loader_worker_is_its_own_message() -> None:
+    """PyTorch re-raises it in the main process as ``Caught ... Original Traceback ...``."""
+    with pytest.raises(UnusableDataError) as caught:
+        next(iter(torch.utils.data.DataLoader(_Refuses(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)
+    message = "not one usable training sample; check --train-data."
+    assert expected_message(caught.value) == message
+    assert expected_message(ValueError(f"Caught ValueError: {message}")) == (
+        f"Caught ValueError: {message}"  # not PyTorch's wrapping: as it is
+    )

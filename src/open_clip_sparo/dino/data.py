@@ -25,6 +25,7 @@ from torch.utils.data import (
 )
 from torchvision.datasets import ImageFolder
 
+from ..util.errors import UnusableDataError
 from ..util.files import read_json
 from ..util.skipped import SkipCounter, describe_sample
 
@@ -78,7 +79,7 @@ class SkippedImages(SkipCounter):
     decode is skipped, and so is the rest of a shard that cannot be opened or read to its end.
     Other files of a sample (captions) are dropped unread. Shards are resampled endlessly, so a
     stream that has opened every shard of the run without one usable image since stops with a
-    ``ValueError`` instead of looping forever.
+    ``UnusableDataError`` instead of looping forever.
     """
 
     def __init__(self, urls: list[str], rank: int) -> None:
@@ -90,7 +91,7 @@ class SkippedImages(SkipCounter):
         """Pipeline stage over the shards: notes which one is read."""
         for shard in shards:
             if self._opened_since_usable >= set(self.urls):
-                raise ValueError(
+                raise UnusableDataError(
                     f"not one usable training image in any of the {len(self.urls)} shards "
                     f"({', '.join(self.urls[:3])}{', ...' if len(self.urls) > 3 else ''}); the "
                     "warnings above say why each was skipped. Images go under 'jpg', 'jpeg', "

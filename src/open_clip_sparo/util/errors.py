@@ -25,11 +25,17 @@ class DiskFullError(OSError):
     folder and the space needed; what was there before is left as it was."""
 
 
+class UnusableDataError(RuntimeError):
+    """Training data that cannot give the run its batches (not one usable sample, or fewer than
+    one batch): the message says what to change instead of the run waiting forever."""
+
+
 # what an expected failure raises; every other exception is a bug
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     NonFiniteLossError,
     DiskFullError,
+    UnusableDataError,
     FileExistsError,
     FileNotFoundError,
     IsADirectoryError,
@@ -85,7 +91,17 @@ def expected_message(error: BaseException) -> str | None:
     error's message. None for any other error: a bug, which keeps its traceback."""
     if isinstance(error, OSError) and (message := unusable_path_message(error)) is not None:
         return message
-    return str(error) if isinstance(error, EXPECTED_ERRORS) else None
+    return _without_worker_traceback(error) if isinstance(error, EXPECTED_ERRORS) else None
+
+
+def _without_worker_traceback(error: BaseException) -> str:
+    """The message of ``error``; for one raised in a DataLoader worker process, which PyTorch
+    re-raises in the main process as ``Caught <type> in DataLoader worker process N.`` with the
+    worker's traceback, the original message that traceback ends with."""
+    message = str(error)
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    return message.rpartition(f"{type(error).__name__}: ")[2].strip()
 
 
 def run_entry_point(prog: str, main: Callable[[Argv], int], argv: Argv) -> int:
