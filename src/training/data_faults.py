@@ -25,8 +25,10 @@ from open_clip_sparo.util.skipped import SkipCounter, describe_sample, this_proc
 
 REASONS = ("no caption", "no image", "does not decode", "unreadable shard")
 # a resampled run reads one endless pass: it stops after this many unusable samples in a row
-# (past the shuffle buffer), or after this many shards in a row (at least) gave no sample
+# (past the shuffle buffer) of every shard of the run or of this many different shards (a
+# shard's samples are read in a row), or after this many shards in a row (at least) gave no sample
 UNUSABLE_IN_A_ROW = 1_000
+SHARDS_UNUSABLE_IN_A_ROW = 10
 SHARDS_WITHOUT_SAMPLE = 100
 
 
@@ -51,9 +53,11 @@ class SkippedSamples(SkipCounter):
         self._all_shards: list[str] = []
         self._all_passes = False
         # a resampled run's endless pass: its sample shuffle buffer (None: passes end), samples
-        # read since the last usable one, shards opened since the last sample read
+        # read since the last usable one, the shards of those past the buffer, and shards opened
+        # since the last sample read
         self._endless_buffer: int | None = None
         self._read_since_usable = 0
+        self._unusable_shards: set[str] = set()
         self._shards_since_sample = 0
 
     def start_run(
@@ -116,13 +120,16 @@ class SkippedSamples(SkipCounter):
     def samples_read(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage after the shard reader: in a resampled run, stops it with an
         ``UnusableDataError`` after :data:`UNUSABLE_IN_A_ROW` samples in a row (past the shuffle
-        buffer) without a usable one."""
+        buffer) without a usable one, of every shard of the run or of
+        :data:`SHARDS_UNUSABLE_IN_A_ROW` different ones."""
+        shards_in_a_row = min(len(set(self._all_shards)), SHARDS_UNUSABLE_IN_A_ROW)
         for sample in samples:
             self._shards_since_sample = 0
             self._read_since_usable += 1
             if (
                 self._endless_buffer is not None
                 and self._read_since_usable > self._endless_buffer + UNUSABLE_IN_A_ROW
+                and len(self._unusable_shards) >= shards_in_a_row
             ):
                 raise UnusableDataError(
                     f"not one usable training sample in {UNUSABLE_IN_A_ROW:,} in a row, drawn "
@@ -134,6 +141,7 @@ class SkippedSamples(SkipCounter):
     def has_caption_and_image(self, sample: dict[str, Any]) -> bool:
         """open_clip_train's ``filter_no_caption_or_no_image``, counting what it drops (the
         predicate of the pipeline's ``wds.select``)."""
+        self._unusable_shards.add(sample.get("__url__"))  # cleared if it turns out usable
         if filter_no_caption_or_no_image(sample):
             # the decode stage pulls samples one at a time through this filter
             self.note_sample(sample)
@@ -146,6 +154,7 @@ class SkippedSamples(SkipCounter):
         for sample in samples:
             self._delivered += 1
             self._read_since_usable = 0
+            self._unusable_shards.clear()
             yield sample
 
     def report_epoch(self, epoch: int, args: Any) -> None:

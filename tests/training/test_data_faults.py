@@ -9,8 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 import open_clip
+import open_clip_train.data
 import pytest
-from data_utils import rewrite_members, write_broken_shards, write_caption_shards
+from data_utils import (
+    rewrite_members,
+    shard_paths,
+    write_broken_shards,
+    write_caption_shards,
+)
 from training_utils import (
     MODEL,
     data_args,
@@ -21,6 +27,7 @@ from training_utils import (
     train_args,
 )
 
+import training.data_faults
 from open_clip_sparo.util.errors import UnusableDataError
 from training.data import WebDatasetTraining
 from training.data_faults import REASONS
@@ -205,3 +212,22 @@ def test_a_share_of_the_shards_smaller_than_one_batch_reads_all_shards(
     assert len(images) == len(texts) == 6
     assert "4 usable training sample(s), fewer than one batch of --batch-size 6," in caplog.text
     assert "it reads all 2 shards of the run instead" in caplog.text
+
+
+@pytest.mark.parametrize("unusable_shard", [0, 1])
+def test_resampled_data_with_one_unusable_shard_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unusable_shard: int
+) -> None:
+    """A shard of more unusable samples in a row than the shuffle buffer and the stop's count
+    (here scaled down: 20 and 10 against 64 samples a shard), drawn first, when the buffer is
+    empty: before, the run stopped though the other shard is usable."""
+    monkeypatch.setattr(open_clip_train.data, "_SAMPLE_SHUFFLE_SIZE", 20)
+    monkeypatch.setattr(open_clip_train.data, "_SAMPLE_SHUFFLE_INITIAL", 10)
+    monkeypatch.setattr(training.data_faults, "UNUSABLE_IN_A_ROW", 10)
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=64)
+    rewrite_members(
+        shard_paths(tmp_path)[unusable_shard],
+        lambda name, content: (name.replace(".txt", ".caption"), content),
+    )
+    images, texts = first_batch(pattern, dataset_resampled=True, batch_size=8)
+    assert images.shape[0] == texts.shape[0] == 8
