@@ -130,3 +130,16 @@ def test_an_expected_failure_in_a_loader_worker_is_its_own_message() -> None:
     assert expected_message(ValueError(f"Caught ValueError: {message}")) == (
         f"Caught ValueError: {message}"  # not PyTorch's wrapping: as it is
     )
+
+
+class _RefusesQuoting(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        raise ValueError("/data/sizes.json: ValueError: Expecting value; fix the file.")
+
+
+def test_a_loader_worker_message_that_quotes_its_own_error_type_stays_whole() -> None:
+    with pytest.raises(ValueError) as caught:
+        next(iter(torch.utils.data.DataLoader(_RefusesQuoting(), num_workers=1)))
+    assert expected_message(caught.value) == (
+        "/data/sizes.json: ValueError: Expecting value; fix the file."
+    )  # before: "Expecting value; fix the file."

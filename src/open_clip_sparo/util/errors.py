@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -101,7 +102,11 @@ def _without_worker_traceback(error: BaseException) -> str:
     message = str(error)
     if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
         return message
-    return message.rpartition(f"{type(error).__name__}: ")[2].strip()
+    # the last traceback's first line at its start naming the type (maybe with its module)
+    traceback = message.rpartition("Traceback (most recent call last):\n")[2]
+    name = re.escape(type(error).__name__)
+    found = re.search(rf"^(?:[\w.]+\.)?{name}: ", traceback, re.MULTILINE)
+    return traceback[found.end() :].strip() if found else message
 
 
 def run_entry_point(prog: str, main: Callable[[Argv], int], argv: Argv) -> int:
