@@ -174,8 +174,8 @@ class SkippedSamples(SkipCounter):
                 raise UnusableDataError(
                     f"not one sample in {self._shards_since_sample - 1:,} shards in a row, drawn "
                     f"with --dataset-resampled by rank {self.rank}{this_process()} (the last "
-                    f"{self._shard}); the warnings above say why each could not be read; check "
-                    "--train-data."
+                    f"{self._shard}); the warnings above say why each could not be read, and a "
+                    "shard without one holds no sample; check --train-data."
                 )
             self.start_shard(shard["url"])
             self._pass_shards.append(shard["url"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -124,6 +125,17 @@ def test_resampled_shards_that_give_no_sample_stop_the_run(tmp_path: Path) -> No
         r"main process \(the last .*\.tar\); the warnings above say why",
     ):
         first_batch(pattern, dataset_resampled=True)
+
+
+def test_resampled_empty_shards_stop_the_run_saying_they_hold_no_sample(tmp_path: Path) -> None:
+    for index in range(2):
+        tarfile.open(tmp_path / f"{index:06d}.tar", "w").close()  # readable: no warning
+    with pytest.raises(
+        UnusableDataError,
+        match=r"not one sample in 100 shards in a row, .*; the warnings above say why each could "
+        r"not be read, and a shard without one holds no sample; check --train-data\.",
+    ):
+        first_batch(str(tmp_path / "{000000..000001}.tar"), dataset_resampled=True)
 
 
 def test_resampled_data_with_rare_usable_samples_trains(tmp_path: Path) -> None:
