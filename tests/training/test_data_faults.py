@@ -214,6 +214,14 @@ def test_data_with_fewer_usable_samples_than_one_batch_stops_with_the_fix(
         first_batch(pattern, batch_size=8, train_num_samples=4)
 
 
+def test_resampled_data_with_fewer_usable_samples_than_one_batch_fills_batches(
+    tmp_path: Path,
+) -> None:
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=3)
+    images, texts = first_batch(pattern, batch_size=8, dataset_resampled=True)
+    assert len(images) == len(texts) == 8  # the 3 samples drawn again: no stop, as documented
+
+
 def test_a_share_of_the_shards_smaller_than_one_batch_reads_all_shards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
