@@ -20,16 +20,11 @@ from typing import Any
 from open_clip_train.data import filter_no_caption_or_no_image
 from open_clip_train.distributed import all_gather_object, is_master
 
+from open_clip_sparo.util.endless_stream import EndlessStreamCheck
 from open_clip_sparo.util.errors import UnusableDataError
 from open_clip_sparo.util.skipped import SkipCounter, describe_sample, this_process
 
 REASONS = ("no caption", "no image", "does not decode", "unreadable shard")
-# a resampled run reads one endless pass: it stops after this many unusable samples in a row
-# (past the shuffle buffer) of every shard of the run or of this many different shards (a
-# shard's samples are read in a row), or after this many shards in a row (at least) gave no sample
-UNUSABLE_IN_A_ROW = 1_000
-SHARDS_UNUSABLE_IN_A_ROW = 10
-SHARDS_WITHOUT_SAMPLE = 100
 
 
 class SkippedSamples(SkipCounter):
@@ -52,13 +47,8 @@ class SkippedSamples(SkipCounter):
         # yielded no batch)
         self._all_shards: list[str] = []
         self._all_passes = False
-        # a resampled run's endless pass: its sample shuffle buffer (None: passes end), samples
-        # read since the last usable one, the shards of those past the buffer, and shards opened
-        # since the last sample read
-        self._endless_buffer: int | None = None
-        self._read_since_usable = 0
-        self._unusable_shards: set[str] = set()
-        self._shards_since_sample = 0
+        # when a resampled run's endless pass stops (None: passes end)
+        self._endless: EndlessStreamCheck | None = None
 
     def start_run(
         self,
@@ -72,7 +62,15 @@ class SkippedSamples(SkipCounter):
         resampled run (one pass that never ends), ``resampled_shuffle_size`` is the size of the
         sample shuffle buffer between :meth:`samples_read` and :meth:`has_caption_and_image`."""
         self.rank, self._all_shards, self._batch_size = rank, list(all_shards), batch_size
-        self._endless_buffer = resampled_shuffle_size
+        if resampled_shuffle_size is not None:
+            self._endless = EndlessStreamCheck(
+                self._all_shards,
+                resampled_shuffle_size,
+                item="training sample",
+                drawn_by=f"with --dataset-resampled by rank {rank}",
+                sample_advice=_SAMPLES_NEED,
+                data_option="--train-data",
+            )
 
     def pass_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage before the shard reader: the shards of one pass, each noted as it is
@@ -118,30 +116,18 @@ class SkippedSamples(SkipCounter):
         return self._track(shards)
 
     def samples_read(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Pipeline stage after the shard reader: in a resampled run, stops it with an
-        ``UnusableDataError`` after :data:`UNUSABLE_IN_A_ROW` samples in a row (past the shuffle
-        buffer) without a usable one, of every shard of the run or of
-        :data:`SHARDS_UNUSABLE_IN_A_ROW` different ones."""
-        shards_in_a_row = min(len(set(self._all_shards)), SHARDS_UNUSABLE_IN_A_ROW)
+        """Pipeline stage after the shard reader: in a resampled run, stops it when too many
+        samples in a row are unusable (:mod:`open_clip_sparo.util.endless_stream`)."""
         for sample in samples:
-            self._shards_since_sample = 0
-            self._read_since_usable += 1
-            if (
-                self._endless_buffer is not None
-                and self._read_since_usable > self._endless_buffer + UNUSABLE_IN_A_ROW
-                and len(self._unusable_shards) >= shards_in_a_row
-            ):
-                raise UnusableDataError(
-                    f"not one usable training sample in {UNUSABLE_IN_A_ROW:,} in a row, drawn "
-                    f"with --dataset-resampled by rank {self.rank}{this_process()} (the last from "
-                    f"{sample.get('__url__')}); {_SAMPLES_NEED}"
-                )
+            if self._endless is not None:
+                self._endless.sample_read(sample)
             yield sample
 
     def has_caption_and_image(self, sample: dict[str, Any]) -> bool:
         """open_clip_train's ``filter_no_caption_or_no_image``, counting what it drops (the
         predicate of the pipeline's ``wds.select``)."""
-        self._unusable_shards.add(sample.get("__url__"))  # cleared if it turns out usable
+        if self._endless is not None:
+            self._endless.sample_past_buffer(sample)
         if filter_no_caption_or_no_image(sample):
             # the decode stage pulls samples one at a time through this filter
             self.note_sample(sample)
@@ -153,8 +139,8 @@ class SkippedSamples(SkipCounter):
         """Pipeline stage after the decoder: counts the samples the batches are made of."""
         for sample in samples:
             self._delivered += 1
-            self._read_since_usable = 0
-            self._unusable_shards.clear()
+            if self._endless is not None:
+                self._endless.sample_usable()
             yield sample
 
     def report_epoch(self, epoch: int, args: Any) -> None:
@@ -167,16 +153,8 @@ class SkippedSamples(SkipCounter):
 
     def _track(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for shard in shards:
-            self._shards_since_sample += 1
-            if self._endless_buffer is not None and self._shards_since_sample > max(
-                SHARDS_WITHOUT_SAMPLE, 10 * len(self._all_shards)
-            ):
-                raise UnusableDataError(
-                    f"not one sample in {self._shards_since_sample - 1:,} shards in a row, drawn "
-                    f"with --dataset-resampled by rank {self.rank}{this_process()} (the last "
-                    f"{self._shard}); the warnings above say why each could not be read, and a "
-                    "shard without one holds no sample; check --train-data."
-                )
+            if self._endless is not None:
+                self._endless.shard_opened(shard["url"])
             self.start_shard(shard["url"])
             self._pass_shards.append(shard["url"])
             yield shard

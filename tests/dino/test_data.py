@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -104,15 +105,61 @@ def test_bad_samples_and_an_unreadable_shard_are_skipped_and_counted(tmp_path, c
     assert "UnicodeDecodeError" not in caplog.text
 
 
-def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path):
+def test_shards_that_give_no_sample_stop_with_the_reason(tmp_path):
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
     for shard in tmp_path.glob("*.tar"):
         shard.write_bytes(b"not a tar file" * 10)
     data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=8)
     with pytest.raises(
-        UnusableDataError, match="not one usable training image in any of the 2 shards"
+        UnusableDataError,
+        match=r"not one sample in 100 shards in a row, drawn by rank 0 main process \(the last "
+        r".*\.tar\); the warnings above say why each could not be read, .*; check --data\.",
     ):
         list(data.batches(0))  # instead of resampling unreadable shards forever
+
+
+@pytest.mark.parametrize("damage", ["no image", "does not decode"])
+def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path, damage):
+    """Before, images that do not decode were resampled forever: the stop counted a sample with
+    an image file as usable before decoding it."""
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
+    for shard in tmp_path.glob("*.tar"):
+        rewrite_members(
+            shard,
+            lambda name, content: (
+                ((name + "-not", content) if damage == "no image" else (name, b"not a PNG"))
+                if name.endswith(".png")
+                else (name, content)
+            ),
+        )
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=16)
+    with pytest.raises(UnusableDataError) as error:
+        list(data.batches(0))
+    assert re.fullmatch(
+        r"not one usable training image in 1,000 in a row, drawn by rank 0 main process \(the "
+        r"last from .*\.tar\); the warnings above say why each was skipped\. Images go under "
+        r"'jpg', 'jpeg', 'png' or 'webp' and must decode; check --data\.",
+        str(error.value),
+    )
+    assert data.skipped.take_counts()[damage] > 1_000  # past the shuffle buffer (1,000 more read)
+
+
+def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
+    """About 2,000 images read for a batch of 128: past where the stream would stop if the count
+    in a row did not restart at each image that decodes."""
+    pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
+    for shard in tmp_path.glob("*.tar"):
+        rewrite_members(
+            shard,
+            lambda name, content: (
+                (name, b"not a PNG")
+                if name.endswith(".png") and not name.startswith("00000000.")
+                else (name, content)
+            ),
+        )
+    data = train_data(pattern, _crops(), 128, 0, 0, 1, seed=0, num_samples=128)
+    (batch,) = list(data.batches(0))
+    assert len(batch) == 3 and all(crop.shape[0] == 128 for crop in batch)  # 2 global, 1 local
 
 
 def test_bad_sizes_json_names_the_file(tmp_path):

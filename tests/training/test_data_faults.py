@@ -28,7 +28,7 @@ from training_utils import (
     train_args,
 )
 
-import training.data_faults
+from open_clip_sparo.util import endless_stream
 from open_clip_sparo.util.errors import UnusableDataError
 from training.data import WebDatasetTraining
 from training.data_faults import REASONS
@@ -243,7 +243,7 @@ def test_resampled_data_with_one_unusable_shard_trains(
     empty: before, the run stopped though the other shard is usable."""
     monkeypatch.setattr(open_clip_train.data, "_SAMPLE_SHUFFLE_SIZE", 20)
     monkeypatch.setattr(open_clip_train.data, "_SAMPLE_SHUFFLE_INITIAL", 10)
-    monkeypatch.setattr(training.data_faults, "UNUSABLE_IN_A_ROW", 10)
+    monkeypatch.setattr(endless_stream, "UNUSABLE_IN_A_ROW", 10)
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=64)
     rewrite_members(
         shard_paths(tmp_path)[unusable_shard],

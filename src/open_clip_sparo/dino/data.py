@@ -25,7 +25,7 @@ from torch.utils.data import (
 )
 from torchvision.datasets import ImageFolder
 
-from ..util.errors import UnusableDataError
+from ..util.endless_stream import EndlessStreamCheck
 from ..util.files import read_json
 from ..util.skipped import SkipCounter, describe_sample
 
@@ -78,46 +78,55 @@ class SkippedImages(SkipCounter):
     A sample without an image (``jpg``, ``jpeg``, ``png``, ``webp``) or whose image does not
     decode is skipped, and so is the rest of a shard that cannot be opened or read to its end.
     Other files of a sample (captions) are dropped unread. Shards are resampled endlessly, so a
-    stream that has opened every shard of the run without one usable image since stops with a
-    ``UnusableDataError`` instead of looping forever.
+    stream that can never give a batch stops with an ``UnusableDataError`` instead of reading
+    forever (:mod:`open_clip_sparo.util.endless_stream` says when).
     """
 
     def __init__(self, urls: list[str], rank: int) -> None:
         super().__init__(SKIP_REASONS, rank, log)
-        self.urls = urls
-        self._opened_since_usable: set[str] = set()
+        self.endless = EndlessStreamCheck(
+            urls,
+            SHUFFLE_BUFFER,
+            item="training image",
+            drawn_by=f"by rank {rank}",
+            sample_advice=(
+                "the warnings above say why each was skipped. Images go under 'jpg', 'jpeg', "
+                "'png' or 'webp' and must decode; check --data."
+            ),
+            data_option="--data",
+        )
 
     def open_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage over the shards: notes which one is read."""
         for shard in shards:
-            if self._opened_since_usable >= set(self.urls):
-                raise UnusableDataError(
-                    f"not one usable training image in any of the {len(self.urls)} shards "
-                    f"({', '.join(self.urls[:3])}{', ...' if len(self.urls) > 3 else ''}); the "
-                    "warnings above say why each was skipped. Images go under 'jpg', 'jpeg', "
-                    "'png' or 'webp'; check --data."
-                )
+            self.endless.shard_opened(shard["url"])
             self.start_shard(shard["url"])
-            self._opened_since_usable.add(shard["url"])
             yield shard
 
+    def samples_read(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage after the shard reader, before the shuffle buffer."""
+        for sample in samples:
+            self.endless.sample_read(sample)
+            yield sample
+
     def images_only(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Pipeline stage: each sample's image files and keys, without the files training does
-        not read; samples without an image are skipped."""
+        """Pipeline stage after the shuffle buffer: each sample's image files and keys, without
+        the files training does not read; samples without an image are skipped. The decoder pulls
+        one sample at a time, so the last one yielded is the one :meth:`decode_failed` names."""
         images = IMAGE_KEYS.split(";")
         for sample in samples:
+            self.endless.sample_past_buffer(sample)
             kept = {k: v for k, v in sample.items() if k in images or k.startswith("__")}
             if len(kept) == sum(k.startswith("__") for k in kept):
                 self.skip("no image", describe_sample(sample))
                 continue
-            self._opened_since_usable = set()
+            self.note_sample(kept)
             yield kept
 
-    def noting_samples(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Pipeline stage before the decoder, which pulls one sample at a time: the sample
-        :meth:`decode_failed` names."""
+    def images_decoded(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pipeline stage after the decoder: the images the batches are made of."""
         for sample in samples:
-            self.note_sample(sample)
+            self.endless.sample_usable()
             yield sample
 
 
@@ -189,10 +198,11 @@ def train_data(
                 ),
                 skipped.open_shards,
                 wds.tarfile_to_samples(handler=skipped.shard_failed),
-                skipped.images_only,
+                skipped.samples_read,
                 wds.detshuffle(SHUFFLE_BUFFER, seed=seed + epoch),
-                skipped.noting_samples,
+                skipped.images_only,
                 wds.decode("pil", handler=skipped.decode_failed),
+                skipped.images_decoded,
                 wds.to_tuple(IMAGE_KEYS),
                 wds.map_tuple(transform),
             )
