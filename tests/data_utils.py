@@ -5,6 +5,8 @@ the pairing within a few steps, and colour-labelled image folders."""
 from __future__ import annotations
 
 import io
+import os
+import pickle
 import random
 import tarfile
 from collections.abc import Callable
@@ -56,6 +58,33 @@ def rewrite_members(shard: Path, edit: Callable[[str, bytes], tuple[str, bytes] 
                 member.name, content = edited
                 member.size = len(content)
                 sink.addfile(member, io.BytesIO(content))
+    rewritten.replace(shard)
+
+
+class _MakesFolder:
+    """Unpickled, this makes the folder ``path``: the mark of a loader that ran code from data."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (self.path,)
+
+
+def add_code_running_files(shard: Path, marker: Path) -> None:
+    """Give each sample of the tar file ``shard`` a ``pyd`` file (which WebDataset's default
+    decoder unpickles) whose unpickling makes the folder ``marker``."""
+    payload = pickle.dumps(_MakesFolder(marker))
+    rewritten = shard.with_name(shard.name + ".rewritten")
+    with tarfile.open(shard) as source, tarfile.open(rewritten, "w") as sink:
+        members = source.getmembers()
+        for index, member in enumerate(members):
+            sink.addfile(member, source.extractfile(member))
+            key = member.name.split(".", 1)[0]
+            if index + 1 == len(members) or members[index + 1].name.split(".", 1)[0] != key:
+                info = tarfile.TarInfo(f"{key}.pyd")
+                info.size = len(payload)
+                sink.addfile(info, io.BytesIO(payload))
     rewritten.replace(shard)
 
 

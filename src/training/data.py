@@ -40,6 +40,8 @@ from open_clip_train.data import (
 from torch.utils.data import get_worker_info
 from webdataset.tariterators import tar_file_expander, url_opener
 
+from open_clip_sparo.util.wds_decode import decode_only
+
 from .data_faults import SkippedSamples
 from .patching import upstream_call
 
@@ -208,7 +210,7 @@ def training_data(
             epoch=shared_epoch,
         ),
         wds.select(skipped.has_caption_and_image),
-        wds.decode("pilrgb", handler=skipped.decode_failed),
+        decode_only("pilrgb", [*IMAGE_KEYS.split(";"), "txt"], skipped.decode_failed),
         skipped.samples_usable,
         wds.rename(image=IMAGE_KEYS, text="txt"),
         wds.map_dict(image=preprocess_img, text=lambda text: tokenizer(text)[0]),

@@ -19,6 +19,7 @@ import open_clip_train.main
 import open_clip_sparo  # noqa: F401  (registers the sparo-* models with OpenCLIP)
 from open_clip_sparo.util.errors import expected_message, run_entry_point
 from open_clip_sparo.util.stop_signal import logged_stop
+from open_clip_sparo.util.wds_decode import pickles_undecoded
 
 from .compat import pinned_stack_fixes
 from .hooks import SparoOptions, SparoRun, SparoRunError
@@ -91,8 +92,9 @@ def split_args(argv: list[str]) -> tuple[SparoOptions, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """The run's exit status; an expected failure (bad input) is one line
     ``training.main: error: ...`` on stderr, also written to the run's ``out.log``, and 1.
-    SIGTERM (e.g. SLURM preemption) is logged with how to resume, then ends the run (143)."""
-    with logged_stop(PROG):
+    SIGTERM (e.g. SLURM preemption) is logged with how to resume, then ends the run (143).
+    Validation shards (open_clip_train's loader) never unpickle their files."""
+    with logged_stop(PROG), pickles_undecoded():
         return run_entry_point(PROG, _run, sys.argv[1:] if argv is None else list(argv))
 
 

@@ -4,7 +4,13 @@ import re
 import pytest
 import torch
 import webdataset as wds
-from data_utils import rewrite_members, write_caption_shards, write_image_folder
+from data_utils import (
+    add_code_running_files,
+    rewrite_members,
+    shard_paths,
+    write_caption_shards,
+    write_image_folder,
+)
 from dino_utils import CLASSES
 
 from open_clip_sparo.dino.augment import MultiCrop, eval_transform
@@ -70,6 +76,16 @@ def test_labelled_sets_from_folders_and_cls_shards(tmp_path):
     samples = list(labelled_dataset(str(shards), eval_transform(32)))
     assert [label for _, label in samples] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert samples[0][0].shape == (3, 32, 32)
+    add_code_running_files(shards / "0.tar", tmp_path / "code-ran")
+    assert len(list(labelled_dataset(str(shards), eval_transform(32)))) == 8
+    assert not (tmp_path / "code-ran").exists()  # before, each sample's pyd file was unpickled
+
+
+def test_training_shards_are_read_without_unpickling_their_files(tmp_path):
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=1, samples_per_shard=8)
+    add_code_running_files(shard_paths(tmp_path / "shards")[0], tmp_path / "code-ran")
+    (batch,) = list(train_data(pattern, _crops(), 8, 0, 0, 1, seed=0, num_samples=8).batches(0))
+    assert batch[0].shape[0] == 8 and not (tmp_path / "code-ran").exists()
 
 
 def test_missing_data_is_named(tmp_path):

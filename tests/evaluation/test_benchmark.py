@@ -16,6 +16,7 @@ from benchmark_data import (
 from clip_benchmark import cli
 from clip_benchmark import models as benchmark_models
 from clip_benchmark.metrics import image_caption_selection, linear_probe, zeroshot_classification
+from data_utils import add_code_running_files
 
 from open_clip_sparo import cli as sparo_cli
 from open_clip_sparo import save_pretrained
@@ -139,6 +140,18 @@ def test_plain_openclip_models_still_work(data, tmp_path):
     (tmp_path / "slots.json").write_text("[1]")
     with pytest.raises(ValueError, match="no SPARO slots"):
         benchmark.evaluate([*model, *dataset, "--slots", str(tmp_path / "slots.json"), "--quiet"])
+
+
+def test_shards_are_read_without_unpickling_their_files(data, tmp_path):
+    """CLIP_benchmark's WebDataset loader decodes every file of a sample: WebDataset's default
+    decoder would unpickle a ``pyd`` file (here in the loader worker), running code from data."""
+    root = write_wds_classification(tmp_path / "cls", CLASSES, per_class=1)
+    add_code_running_files(root / "test" / "0.tar", tmp_path / "code-ran")
+    argv = [*model_args(data), "--dataset", "wds/tiny", "--dataset_root", str(root)]
+    out = tmp_path / "r.json"
+    assert sparo_cli.main(["eval", *argv, "--no_amp", "--quiet", "--output", str(out)]) == 0
+    assert "acc1" in json.loads(out.read_text())["metrics"]
+    assert not (tmp_path / "code-ran").exists()
 
 
 def test_results_are_never_overwritten(data, tmp_path):

@@ -16,7 +16,7 @@ import open_clip_train.main
 import pytest
 import torch
 import webdataset as wds
-from data_utils import write_caption_shards
+from data_utils import add_code_running_files, shard_paths, write_caption_shards
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from training_utils import (
@@ -110,6 +110,19 @@ def test_evaluation_data_is_upstream_s(shards: str, transforms: tuple) -> None:
     )
     assert data.dataloader.num_batches == upstream.dataloader.num_batches == 4
     assert sum(len(images) for images, _ in data.dataloader) == 64
+
+
+def test_training_data_never_unpickles_a_data_file(tmp_path: Path, transforms: tuple) -> None:
+    """Before, WebDataset's default decoder unpickled each sample's ``pyd`` file: a shard could
+    run code on the machine that trains."""
+    pattern = write_caption_shards(tmp_path / "shards", num_shards=1, samples_per_shard=8)
+    add_code_running_files(shard_paths(tmp_path / "shards")[0], tmp_path / "code-ran")
+    data = WebDatasetTraining().get_wds_dataset(
+        data_args(pattern, batch_size=8), transforms[0], is_train=True, tokenizer=transforms[1]
+    )
+    images, texts = next(iter(data.dataloader))
+    assert len(images) == len(texts) == 8
+    assert not (tmp_path / "code-ran").exists()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,12 @@ import open_clip
 import open_clip_train.zero_shot
 import pytest
 import torch
-from data_utils import write_image_folder
+from data_utils import (
+    add_code_running_files,
+    shard_paths,
+    write_caption_shards,
+    write_image_folder,
+)
 from training_utils import (
     MODEL,
     checkpoint_state,
@@ -175,6 +180,19 @@ def test_existing_run_is_refused_before_anything_is_written(
     assert run_in_process(argv) == 1  # open_clip_train: -1, "Experiment already exists"
     assert "already holds a run (its out.log); add --resume latest" in capsys.readouterr().err
     assert (trained_run / "out.log").read_text() == before
+
+
+def test_validation_shards_are_read_without_unpickling_their_files(
+    shards: str, tmp_path: Path
+) -> None:
+    """open_clip_train's validation loader decodes every file of a sample: WebDataset's default
+    decoder would unpickle a ``pyd`` file, running code from the data."""
+    val = write_caption_shards(tmp_path / "val", num_shards=1, samples_per_shard=8)
+    add_code_running_files(shard_paths(tmp_path / "val")[0], tmp_path / "code-ran")
+    argv = [*train_args(shards, tmp_path, "run"), "--val-data", val, "--val-num-samples", "8"]
+    assert run_in_process(argv) == 0
+    assert "Eval Epoch: 1" in (tmp_path / "run" / "out.log").read_text()
+    assert not (tmp_path / "code-ran").exists()
 
 
 @pytest.mark.slow  # torchrun, two processes

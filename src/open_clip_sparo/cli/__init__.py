@@ -86,4 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     show_library_notes()
     module = importlib.import_module(COMMANDS[command][0])
-    return run_entry_point(f"sparo {command}", module.main, rest)
+    # imported here, not above, so that `sparo --help` imports nothing
+    from ..util.wds_decode import pickles_undecoded
+
+    with pickles_undecoded():  # CLIP_benchmark's WebDataset loader never unpickles data files
+        return run_entry_point(f"sparo {command}", module.main, rest)

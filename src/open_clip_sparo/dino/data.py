@@ -28,6 +28,7 @@ from torchvision.datasets import ImageFolder
 from ..util.endless_stream import EndlessStreamCheck
 from ..util.files import read_json
 from ..util.skipped import SkipCounter, describe_sample
+from ..util.wds_decode import decode_only
 
 log = logging.getLogger("open_clip_sparo.dino.data")
 
@@ -201,7 +202,7 @@ def train_data(
                 skipped.samples_read,
                 wds.detshuffle(SHUFFLE_BUFFER, seed=seed + epoch),
                 skipped.images_only,
-                wds.decode("pil", handler=skipped.decode_failed),
+                decode_only("pil", IMAGE_KEYS.split(";"), skipped.decode_failed),
                 skipped.images_decoded,
                 wds.to_tuple(IMAGE_KEYS),
                 wds.map_tuple(transform),
@@ -227,7 +228,7 @@ def labelled_dataset(
         return ImageFolder(path, transform=transform)
     return (
         wds.WebDataset(urls, shardshuffle=False)
-        .decode("pil")
+        .compose(decode_only("pil", [*IMAGE_KEYS.split(";"), "cls"], wds.reraise_exception))
         .to_tuple(IMAGE_KEYS, "cls")
         .map_tuple(transform, int)
     )
