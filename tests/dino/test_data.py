@@ -161,8 +161,8 @@ def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path, damage):
 
 
 def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
-    """About 2,000 images read for a batch of 128: past where the stream would stop if the count
-    in a row did not restart at each image that decodes."""
+    """About 2,000 images read for a batch of 128: past where the stream would stop if images
+    that do not decode counted after one that does."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
     for shard in tmp_path.glob("*.tar"):
         rewrite_members(

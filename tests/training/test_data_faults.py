@@ -140,7 +140,7 @@ def test_resampled_empty_shards_stop_the_run_saying_they_hold_no_sample(tmp_path
 
 def test_resampled_data_with_rare_usable_samples_trains(tmp_path: Path) -> None:
     """One usable sample in 16: a batch of 400 reads ~7,400 samples, past where the run would
-    stop if the count of unusable samples in a row did not restart at each usable one."""
+    stop if unusable samples after a usable one counted."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
     for shard in tmp_path.glob("*.tar"):
         rewrite_members(
