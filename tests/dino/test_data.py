@@ -178,6 +178,23 @@ def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
     assert len(batch) == 3 and all(crop.shape[0] == 128 for crop in batch)  # 2 global, 1 local
 
 
+def test_a_shard_whose_first_images_do_not_decode_trains(tmp_path):
+    """The only shard: 2,100 images that do not decode, then 400 that do; before, the stream
+    stopped past the buffer (1,000) and the count (1,000), before reaching them."""
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=2_500)
+    rewrite_members(
+        shard_paths(tmp_path)[0],
+        lambda name, content: (
+            (name, b"not a PNG")
+            if name.endswith(".png") and int(name.split(".")[0]) < 2_100
+            else (name, content)
+        ),
+    )
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=4)
+    (batch,) = list(data.batches(0))
+    assert all(crop.shape[0] == 4 for crop in batch)
+
+
 def test_bad_sizes_json_names_the_file(tmp_path):
     pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=4)
     (tmp_path / "sizes.json").write_text("{not json")

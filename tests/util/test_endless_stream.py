@@ -21,9 +21,11 @@ def check(num_shards: int) -> EndlessStreamCheck:
 
 
 def read_unusable(stream: EndlessStreamCheck, shards: list[str], count: int) -> None:
-    """``count`` unusable samples read and out of the buffer, from ``shards`` in turn."""
+    """``count`` unusable samples read and out of the buffer, from ``shards`` in turn, each
+    opened for its sample."""
     for index in range(count):
         sample = {"__url__": shards[index % len(shards)]}
+        stream.shard_opened(sample["__url__"])
         stream.sample_read(sample)
         stream.sample_past_buffer(sample)
 
@@ -79,3 +81,17 @@ def test_after_a_usable_sample_unusable_ones_never_stop_the_stream():
     stream.sample_usable()
     shards = [f"{index:06d}.tar" for index in range(SHARDS_UNUSABLE_IN_A_ROW)]
     read_unusable(stream, shards, 10 * (BUFFER + UNUSABLE_IN_A_ROW))
+
+
+def test_unusable_samples_stop_only_once_their_shards_were_read_to_the_end():
+    """A shard whose first samples are unusable, beyond the buffer and the count: its usable
+    ones come later; before, the stream stopped before reaching them."""
+    stream = check(1)
+    stream.shard_opened("000000.tar")
+    for _ in range(2 * (BUFFER + UNUSABLE_IN_A_ROW)):
+        sample = {"__url__": "000000.tar"}
+        stream.sample_read(sample)
+        stream.sample_past_buffer(sample)
+    stream.shard_opened("000000.tar")  # drawn again: read to its end, not one sample usable
+    with pytest.raises(UnusableDataError, match="not one usable training sample in 1,000"):
+        stream.sample_read({"__url__": "000000.tar"})

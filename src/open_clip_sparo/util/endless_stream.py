@@ -8,9 +8,10 @@ when
 
 - before any usable sample, :data:`UNUSABLE_IN_A_ROW` samples past the sample shuffle buffer were
   unusable, and they came from every shard of the run or from :data:`SHARDS_UNUSABLE_IN_A_ROW`
-  different ones (a shard's samples are read in a row, so one large bad shard does not stop a run
-  whose other shards are fine); after one, the shards hold a usable sample and, drawn with
-  replacement, fill batches, however many unusable ones come in a row; or
+  different ones, each read to its end (a shard's samples are read in a row, so one large bad
+  shard, or a shard's bad first half, does not stop a run whose other samples are fine); after
+  one, the shards hold a usable sample and, drawn with replacement, fill batches, however many
+  unusable ones come in a row; or
 - max(:data:`SHARDS_WITHOUT_SAMPLE`, 10 x the run's shards) shards in a row gave no sample.
 """
 
@@ -50,11 +51,13 @@ class EndlessStreamCheck:
         self.num_shards, self.shuffle_buffer = len(set(shards)), shuffle_buffer
         self.item, self.drawn_by = item, drawn_by
         self.sample_advice, self.data_option = sample_advice, data_option
-        # whether a sample was usable, the samples read before, the shards of those past the
-        # buffer, the shards opened since the last sample read, and the last shard opened
+        # whether a sample was usable; before: the samples read, the shards of those past the
+        # buffer, and the shards read to their end; the shards opened since the last sample read,
+        # and the last shard opened
         self._usable_seen = False
         self._read_before_usable = 0
         self._unusable_shards: set[str] = set()
+        self._finished_shards: set[str] = set()
         self._shards_since_sample = 0
         self._last_shard = ""
 
@@ -69,6 +72,8 @@ class EndlessStreamCheck:
                 "above say why each could not be read, and a shard without one holds no sample; "
                 f"check {self.data_option}."
             )
+        if self._last_shard and not self._usable_seen:
+            self._finished_shards.add(self._last_shard)  # read to its end, or as far as it could
         self._last_shard = url
 
     def sample_read(self, sample: dict[str, Any]) -> None:
@@ -79,7 +84,7 @@ class EndlessStreamCheck:
             return
         self._read_before_usable += 1
         if self._read_before_usable > self.shuffle_buffer + UNUSABLE_IN_A_ROW and len(
-            self._unusable_shards
+            self._unusable_shards & self._finished_shards
         ) >= min(self.num_shards, SHARDS_UNUSABLE_IN_A_ROW):
             raise UnusableDataError(
                 f"not one usable {self.item} in {UNUSABLE_IN_A_ROW:,} in a row, drawn "
@@ -96,3 +101,4 @@ class EndlessStreamCheck:
         """A sample reached the batches: unusable samples no longer stop the stream."""
         self._usable_seen = True
         self._unusable_shards.clear()
+        self._finished_shards.clear()
