@@ -170,8 +170,12 @@ def training_data(
         )
     shared_epoch = SharedEpoch(epoch=epoch)  # read by the loader workers at each pass
     sample_shuffle_size = open_clip_train.data._SAMPLE_SHUFFLE_SIZE
+    drawn_shards = all_shards  # upsampling factors of 0 leave a source's shards undrawn
+    if factors is not None:
+        urls, weights = expand_urls(shards, factors)
+        drawn_shards = [url for url, weight in zip(urls, weights, strict=True) if weight > 0]
     skipped.start_run(
-        args.rank, all_shards, args.batch_size, sample_shuffle_size if resampled else None
+        args.rank, drawn_shards, args.batch_size, sample_shuffle_size if resampled else None
     )
     if resampled:
         shard_stages = [

@@ -57,10 +57,11 @@ class SkippedSamples(SkipCounter):
         batch_size: int,
         resampled_shuffle_size: int | None = None,
     ) -> None:
-        """The pipeline of rank ``rank`` counts here; ``all_shards`` are the run's shards, all
-        ranks' and workers'; it batches ``batch_size`` samples, dropping a partial batch. In a
-        resampled run (one pass that never ends), ``resampled_shuffle_size`` is the size of the
-        sample shuffle buffer between :meth:`samples_read` and :meth:`has_caption_and_image`."""
+        """The pipeline of rank ``rank`` counts here; ``all_shards`` are the run's shards (those it
+        draws, in a resampled run), all ranks' and workers'; it batches ``batch_size`` samples,
+        dropping a partial batch. In a resampled run (one pass that never ends),
+        ``resampled_shuffle_size`` is the size of the sample shuffle buffer between
+        :meth:`samples_read` and :meth:`has_caption_and_image`."""
         self.rank, self._all_shards, self._batch_size = rank, list(all_shards), batch_size
         if resampled_shuffle_size is not None:
             self._endless = EndlessStreamCheck(

@@ -161,8 +161,8 @@ def test_shards_without_one_usable_image_stop_with_the_reason(tmp_path, damage):
 
 
 def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
-    """About 2,000 images read for a batch of 128: past where the stream would stop if the count
-    in a row did not restart at each image that decodes."""
+    """About 2,000 images read for a batch of 128: past where the stream would stop if images
+    that do not decode counted after one that does."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
     for shard in tmp_path.glob("*.tar"):
         rewrite_members(
@@ -176,6 +176,23 @@ def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
     data = train_data(pattern, _crops(), 128, 0, 0, 1, seed=0, num_samples=128)
     (batch,) = list(data.batches(0))
     assert len(batch) == 3 and all(crop.shape[0] == 128 for crop in batch)  # 2 global, 1 local
+
+
+def test_a_shard_whose_first_images_do_not_decode_trains(tmp_path):
+    """The only shard: 2,100 images that do not decode, then 400 that do; before, the stream
+    stopped past the buffer (1,000) and the count (1,000), before reaching them."""
+    pattern = write_caption_shards(tmp_path, num_shards=1, samples_per_shard=2_500)
+    rewrite_members(
+        shard_paths(tmp_path)[0],
+        lambda name, content: (
+            (name, b"not a PNG")
+            if name.endswith(".png") and int(name.split(".")[0]) < 2_100
+            else (name, content)
+        ),
+    )
+    data = train_data(pattern, _crops(), 4, 0, 0, 1, seed=0, num_samples=4)
+    (batch,) = list(data.batches(0))
+    assert all(crop.shape[0] == 4 for crop in batch)
 
 
 def test_bad_sizes_json_names_the_file(tmp_path):

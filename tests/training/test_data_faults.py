@@ -115,6 +115,17 @@ def test_resampled_data_without_a_usable_sample_stops_after_a_thousand_in_a_row(
     )
 
 
+def test_resampled_data_stops_when_the_shards_it_draws_have_no_usable_sample(
+    tmp_path: Path,
+) -> None:
+    """Upsampling factor 0 leaves a source's shards undrawn: before, the run waited for unusable
+    samples from them too, and read the other source's forever."""
+    usable = write_caption_shards(tmp_path / "usable", num_shards=1, samples_per_shard=4)
+    pattern = f"{usable}::{captionless_shards(tmp_path / 'unusable')}"
+    with pytest.raises(UnusableDataError, match=r"not one usable training sample in 1,000"):
+        first_batch(pattern, dataset_resampled=True, train_data_upsampling_factors="0::1")
+
+
 def test_resampled_shards_that_give_no_sample_stop_the_run(tmp_path: Path) -> None:
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=4)
     for shard in tmp_path.glob("*.tar"):
@@ -140,7 +151,7 @@ def test_resampled_empty_shards_stop_the_run_saying_they_hold_no_sample(tmp_path
 
 def test_resampled_data_with_rare_usable_samples_trains(tmp_path: Path) -> None:
     """One usable sample in 16: a batch of 400 reads ~7,400 samples, past where the run would
-    stop if the count of unusable samples in a row did not restart at each usable one."""
+    stop if unusable samples after a usable one counted."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
     for shard in tmp_path.glob("*.tar"):
         rewrite_members(

@@ -21,9 +21,11 @@ def check(num_shards: int) -> EndlessStreamCheck:
 
 
 def read_unusable(stream: EndlessStreamCheck, shards: list[str], count: int) -> None:
-    """``count`` unusable samples read and out of the buffer, from ``shards`` in turn."""
+    """``count`` unusable samples read and out of the buffer, from ``shards`` in turn, each
+    opened for its sample."""
     for index in range(count):
         sample = {"__url__": shards[index % len(shards)]}
+        stream.shard_opened(sample["__url__"])
         stream.sample_read(sample)
         stream.sample_past_buffer(sample)
 
@@ -37,13 +39,6 @@ def test_unusable_samples_in_a_row_from_every_shard_stop_past_the_buffer():
         f"not one usable training sample in {UNUSABLE_IN_A_ROW:,} in a row, drawn by rank 3 main "
         "process (the last from 000001.tar); fix it."
     )
-
-
-def test_a_usable_sample_restarts_the_count():
-    stream = check(2)
-    for _ in range(3):
-        read_unusable(stream, ["000000.tar", "000001.tar"], BUFFER + UNUSABLE_IN_A_ROW)
-        stream.sample_usable()
 
 
 def test_one_large_unusable_shard_among_usable_ones_does_not_stop():
@@ -76,3 +71,27 @@ def test_shards_in_a_row_without_a_sample_stop(num_shards):
         f"{(allowed - 1) % num_shards:06d}.tar); the warnings above say why each could not be "
         "read, and a shard without one holds no sample; check --data."
     )
+
+
+def test_after_a_usable_sample_unusable_ones_never_stop_the_stream():
+    """With half of 100 large shards unusable, about one draw in 1,000 starts a run of 10 of
+    those; before, such a run stopped a stream that trains on the other half."""
+    stream = check(100)
+    read_unusable(stream, ["000000.tar", "000001.tar"], BUFFER + UNUSABLE_IN_A_ROW)
+    stream.sample_usable()
+    shards = [f"{index:06d}.tar" for index in range(SHARDS_UNUSABLE_IN_A_ROW)]
+    read_unusable(stream, shards, 10 * (BUFFER + UNUSABLE_IN_A_ROW))
+
+
+def test_unusable_samples_stop_only_once_their_shards_were_read_to_the_end():
+    """A shard whose first samples are unusable, beyond the buffer and the count: its usable
+    ones come later; before, the stream stopped before reaching them."""
+    stream = check(1)
+    stream.shard_opened("000000.tar")
+    for _ in range(2 * (BUFFER + UNUSABLE_IN_A_ROW)):
+        sample = {"__url__": "000000.tar"}
+        stream.sample_read(sample)
+        stream.sample_past_buffer(sample)
+    stream.shard_opened("000000.tar")  # drawn again: read to its end, not one sample usable
+    with pytest.raises(UnusableDataError, match="not one usable training sample in 1,000"):
+        stream.sample_read({"__url__": "000000.tar"})

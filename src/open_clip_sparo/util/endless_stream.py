@@ -6,10 +6,12 @@ Resampled shards make one pass over the data that never ends, so "a pass gave no
 happens. The stream stops with an :class:`~open_clip_sparo.util.errors.UnusableDataError` instead
 when
 
-- :data:`UNUSABLE_IN_A_ROW` samples in a row past the sample shuffle buffer were unusable, and
-  they came from every shard of the run or from :data:`SHARDS_UNUSABLE_IN_A_ROW` different ones
-  (a shard's samples are read in a row, so one large bad shard does not stop a run whose other
-  shards are fine); or
+- before any usable sample, :data:`UNUSABLE_IN_A_ROW` samples past the sample shuffle buffer were
+  unusable, and they came from every shard of the run or from :data:`SHARDS_UNUSABLE_IN_A_ROW`
+  different ones, each read to its end (a shard's samples are read in a row, so one large bad
+  shard, or a shard's bad first half, does not stop a run whose other samples are fine); after
+  one, the shards hold a usable sample and, drawn with replacement, fill batches, however many
+  unusable ones come in a row; or
 - max(:data:`SHARDS_WITHOUT_SAMPLE`, 10 x the run's shards) shards in a row gave no sample.
 """
 
@@ -49,10 +51,13 @@ class EndlessStreamCheck:
         self.num_shards, self.shuffle_buffer = len(set(shards)), shuffle_buffer
         self.item, self.drawn_by = item, drawn_by
         self.sample_advice, self.data_option = sample_advice, data_option
-        # samples read since the last usable one, the shards of those past the buffer, the
-        # shards opened since the last sample read, and the last shard opened
-        self._read_since_usable = 0
+        # whether a sample was usable; before: the samples read, the shards of those past the
+        # buffer, and the shards read to their end; the shards opened since the last sample read,
+        # and the last shard opened
+        self._usable_seen = False
+        self._read_before_usable = 0
         self._unusable_shards: set[str] = set()
+        self._finished_shards: set[str] = set()
         self._shards_since_sample = 0
         self._last_shard = ""
 
@@ -67,14 +72,19 @@ class EndlessStreamCheck:
                 "above say why each could not be read, and a shard without one holds no sample; "
                 f"check {self.data_option}."
             )
+        if self._last_shard and not self._usable_seen:
+            self._finished_shards.add(self._last_shard)  # read to its end, or as far as it could
         self._last_shard = url
 
     def sample_read(self, sample: dict[str, Any]) -> None:
-        """A sample read, before the shuffle buffer: raises after too many unusable in a row."""
+        """A sample read, before the shuffle buffer: raises after too many unusable in a row
+        before the first usable one."""
         self._shards_since_sample = 0
-        self._read_since_usable += 1
-        if self._read_since_usable > self.shuffle_buffer + UNUSABLE_IN_A_ROW and len(
-            self._unusable_shards
+        if self._usable_seen:
+            return
+        self._read_before_usable += 1
+        if self._read_before_usable > self.shuffle_buffer + UNUSABLE_IN_A_ROW and len(
+            self._unusable_shards & self._finished_shards
         ) >= min(self.num_shards, SHARDS_UNUSABLE_IN_A_ROW):
             raise UnusableDataError(
                 f"not one usable {self.item} in {UNUSABLE_IN_A_ROW:,} in a row, drawn "
@@ -84,9 +94,11 @@ class EndlessStreamCheck:
 
     def sample_past_buffer(self, sample: dict[str, Any]) -> None:
         """A sample out of the shuffle buffer, not yet known to be usable."""
-        self._unusable_shards.add(sample.get("__url__"))  # cleared if it turns out usable
+        if not self._usable_seen:
+            self._unusable_shards.add(sample.get("__url__"))
 
     def sample_usable(self) -> None:
-        """A sample reached the batches: the counts in a row restart."""
-        self._read_since_usable = 0
+        """A sample reached the batches: unusable samples no longer stop the stream."""
+        self._usable_seen = True
         self._unusable_shards.clear()
+        self._finished_shards.clear()
