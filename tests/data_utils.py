@@ -61,6 +61,20 @@ def rewrite_members(shard: Path, edit: Callable[[str, bytes], tuple[str, bytes] 
     rewritten.replace(shard)
 
 
+def spoil_all_but_the_first_sample(
+    directory: Path, spoil: Callable[[str, bytes], tuple[str, bytes]]
+) -> None:
+    """Rewrite the shards of ``directory`` with ``spoil(name, content)`` applied to every member
+    but those of the data's first sample (key ``00000000``)."""
+    for shard in shard_paths(directory):
+        rewrite_members(
+            shard,
+            lambda name, content: (
+                (name, content) if name.startswith("00000000.") else spoil(name, content)
+            ),
+        )
+
+
 class _MakesFolder:
     """Unpickled, this makes the folder ``path``: the mark of a loader that ran code from data."""
 

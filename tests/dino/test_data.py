@@ -8,6 +8,7 @@ from data_utils import (
     add_code_running_files,
     rewrite_members,
     shard_paths,
+    spoil_all_but_the_first_sample,
     write_caption_shards,
     write_image_folder,
 )
@@ -164,15 +165,10 @@ def test_shards_with_one_usable_image_in_sixteen_train(tmp_path):
     """About 2,000 images read for a batch of 128: past where the stream would stop if images
     that do not decode counted after one that does."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
-    for shard in tmp_path.glob("*.tar"):
-        rewrite_members(
-            shard,
-            lambda name, content: (
-                (name, b"not a PNG")
-                if name.endswith(".png") and not name.startswith("00000000.")
-                else (name, content)
-            ),
-        )
+    spoil_all_but_the_first_sample(
+        tmp_path,
+        lambda name, content: (name, b"not a PNG" if name.endswith(".png") else content),
+    )
     data = train_data(pattern, _crops(), 128, 0, 0, 1, seed=0, num_samples=128)
     (batch,) = list(data.batches(0))
     assert len(batch) == 3 and all(crop.shape[0] == 128 for crop in batch)  # 2 global, 1 local

@@ -15,6 +15,7 @@ import pytest
 from data_utils import (
     rewrite_members,
     shard_paths,
+    spoil_all_but_the_first_sample,
     write_broken_shards,
     write_caption_shards,
 )
@@ -153,14 +154,7 @@ def test_resampled_data_with_rare_usable_samples_trains(tmp_path: Path) -> None:
     """One usable sample in 16: a batch of 400 reads ~7,400 samples, past where the run would
     stop if unusable samples after a usable one counted."""
     pattern = write_caption_shards(tmp_path, num_shards=2, samples_per_shard=8)
-    for shard in tmp_path.glob("*.tar"):
-        rewrite_members(
-            shard,
-            lambda name, content: (
-                name if name.startswith("00000000.") else name + "-not",
-                content,
-            ),
-        )
+    spoil_all_but_the_first_sample(tmp_path, lambda name, content: (name + "-not", content))
     images, texts = first_batch(pattern, dataset_resampled=True, batch_size=400)
     assert images.shape[0] == texts.shape[0] == 400
 
