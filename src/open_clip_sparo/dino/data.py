@@ -85,7 +85,7 @@ class SkippedImages(SkipCounter):
 
     def __init__(self, urls: list[str], rank: int) -> None:
         super().__init__(SKIP_REASONS, rank, log)
-        self.endless = EndlessStreamCheck(
+        self._endless = EndlessStreamCheck(
             urls,
             SHUFFLE_BUFFER,
             item="training image",
@@ -100,14 +100,14 @@ class SkippedImages(SkipCounter):
     def open_shards(self, shards: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage over the shards: notes which one is read."""
         for shard in shards:
-            self.endless.shard_opened(shard["url"])
+            self._endless.shard_opened(shard["url"])
             self.start_shard(shard["url"])
             yield shard
 
     def samples_read(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage after the shard reader, before the shuffle buffer."""
         for sample in samples:
-            self.endless.sample_read(sample)
+            self._endless.sample_read(sample)
             yield sample
 
     def images_only(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -116,7 +116,7 @@ class SkippedImages(SkipCounter):
         one sample at a time, so the last one yielded is the one :meth:`decode_failed` names."""
         images = IMAGE_KEYS.split(";")
         for sample in samples:
-            self.endless.sample_past_buffer(sample)
+            self._endless.sample_past_buffer(sample)
             kept = {k: v for k, v in sample.items() if k in images or k.startswith("__")}
             if len(kept) == sum(k.startswith("__") for k in kept):
                 self.skip("no image", describe_sample(sample))
@@ -127,7 +127,7 @@ class SkippedImages(SkipCounter):
     def images_decoded(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Pipeline stage after the decoder: the images the batches are made of."""
         for sample in samples:
-            self.endless.sample_usable()
+            self._endless.sample_usable()
             yield sample
 
 

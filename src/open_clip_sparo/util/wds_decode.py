@@ -4,8 +4,9 @@ WebDataset's default decoders turn a sample's ``pyd``, ``pickle`` and ``pkl`` fi
 with :func:`pickle.loads` and its ``pth`` files with :func:`torch.load`, so a shard downloaded
 from anywhere can run code on the machine that reads it, even when training never reads those
 files. This package's pipelines decode only the files they read (:func:`decode_only`); while
-CLIP_benchmark reads data sets for ``sparo eval``, WebDataset leaves those files undecoded
-(:func:`pickles_undecoded`).
+``sparo`` commands and ``training.main`` run, WebDataset leaves those files undecoded
+(:func:`pickles_undecoded`), for the loaders of CLIP_benchmark and of open_clip_train's
+``--val-data``, which decode every file of a sample.
 """
 
 from __future__ import annotations
