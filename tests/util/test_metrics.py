@@ -40,6 +40,19 @@ def test_shared_items_counts_the_score_items_that_are_fit_items(
     assert shared_items(fit, score) == num_shared
 
 
+@given(num_shared=st.integers(1, 60), seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_shared_items_finds_items_off_by_up_to_the_tolerance(num_shared, seed):
+    """Items that differ by up to 4e-4 a dim (normalised): one in 8, on average, crosses a side
+    of the cells it is looked up in (0.05 wide); before, rounding to 1e-3 missed such pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    fit = torch.nn.functional.normalize(torch.randn(80, 32, generator=generator), dim=1)
+    score = torch.randn(num_shared + 20, 32, generator=generator)
+    off = (torch.rand(num_shared, 32, generator=generator) - 0.5) * 8e-4
+    score[:num_shared] = 1.5 * (fit[:num_shared] + off)
+    assert shared_items(fit, score) == num_shared
+
+
 def test_split_doubts():
     fit, score = torch.randn(60, 16), torch.randn(60, 16)
     assert split_doubts(fit, score, "--train-data T", "--val-data V") == []

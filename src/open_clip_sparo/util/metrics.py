@@ -4,6 +4,8 @@ items)."""
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
@@ -28,19 +30,42 @@ def topk_accuracy(
 
 
 MIN_SPLIT_ITEMS = 50  # fewer fitting or scoring items than this: a score that means little
-_KEY_DIMS, _KEY_STEP = 32, 1e-3  # items compared on their first 32 normalised dims, to 1e-3
+# two items are the same when their first 32 dims, L2-normalised, agree to 1e-3 each; they are
+# found through cells of 0.05 a side (a query within 1e-3 of a cell's side also looks next door)
+_KEY_DIMS, _SAME_TO, _CELL = 32, 1e-3, 0.05
+_MOST_NEIGHBOUR_DIMS = 10  # a query near more cell sides than this is compared with every item
 
 
 def shared_items(fit: torch.Tensor, score: torch.Tensor) -> int:
     """How many rows of ``score`` ``(M, D)`` have the features of a row of ``fit`` ``(N, D)``
     (compared after L2 normalisation, to 1e-3, on the first dims): an image in both sets."""
-
-    def keys(features: torch.Tensor) -> list[bytes]:
-        unit = torch.nn.functional.normalize(features[:, :_KEY_DIMS].float(), dim=1)
-        return [row.tobytes() for row in torch.round(unit / _KEY_STEP).int().numpy()]
-
-    fitted = set(keys(fit))
-    return sum(key in fitted for key in keys(score))
+    fit_unit, score_unit = (
+        torch.nn.functional.normalize(x[:, :_KEY_DIMS].float(), dim=1) for x in (fit, score)
+    )  # (N, K), (M, K)
+    rows_of_cell: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for row, cell in enumerate(torch.floor(fit_unit / _CELL).int().tolist()):
+        rows_of_cell[tuple(cell)].append(row)
+    position = score_unit / _CELL
+    cells = torch.floor(position)
+    offset = position - cells  # (M, K) in [0, 1): where each query lies in its cell
+    near_low, near_high = offset < _SAME_TO / _CELL, offset > 1 - _SAME_TO / _CELL
+    shared = 0
+    queries = zip(cells.int().tolist(), near_low.tolist(), near_high.tolist(), strict=True)
+    for index, (cell, low, high) in enumerate(queries):
+        # each dim: its cell, and the next one where the query is within 1e-3 of their side
+        steps = [
+            (c, c - 1) if lo else (c, c + 1) if hi else (c,)
+            for c, lo, hi in zip(cell, low, high, strict=True)
+        ]
+        if sum(len(step) > 1 for step in steps) > _MOST_NEIGHBOUR_DIMS:
+            candidates = fit_unit
+        else:
+            rows = [row for key in itertools.product(*steps) for row in rows_of_cell.get(key, [])]
+            if not rows:
+                continue
+            candidates = fit_unit[rows]  # (C, K)
+        shared += bool(((candidates - score_unit[index]).abs().amax(dim=1) <= _SAME_TO).any())
+    return shared
 
 
 def split_doubts(
